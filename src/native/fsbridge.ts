@@ -1,0 +1,245 @@
+// Typed access to the native addon (native-bridges/): the few Linux syscalls Node lacks. Every
+// filesystem operation a guest causes runs on the libuv threadpool in one hop, under the guest's
+// credentials (per-thread setfsuid/setfsgid/setgroups, restored before the thread is released), so
+// the kernel itself enforces POSIX permissions, sticky and setgid directories and ownership.
+//
+// Conventions:
+// - Promises never reject for an errno: results carry `err` (0, or a positive errno such as 2 for
+//   ENOENT). They reject only for misuse (wrong argument types), which is a bug.
+// - `creds` is null to act as the daemon itself (root with its capabilities), or a Uint32Array
+//   [uid, gid, ...supplementaryGroups] (at most 32 groups) to act as that caller.
+// - Names are Buffers holding one path component; the caller has already validated them (no '/',
+//   no NUL, not empty). The native side re-checks and answers EINVAL rather than trust it.
+// - `pathFd` arguments are O_PATH file descriptors obtained from openByHandle (or open()).
+// - Nothing follows a symlink in the last component (AT_SYMLINK_NOFOLLOW / O_NOFOLLOW everywhere).
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+
+export interface NativeStat {
+  dev: number;
+  ino: number;
+  /** st_mode, type bits included. */
+  mode: number;
+  nlink: number;
+  uid: number;
+  gid: number;
+  rdevMajor: number;
+  rdevMinor: number;
+  size: number;
+  /** st_blocks (512-byte units). */
+  blocks: number;
+  atimeSec: number;
+  atimeNsec: number;
+  mtimeSec: number;
+  mtimeNsec: number;
+  ctimeSec: number;
+  ctimeNsec: number;
+}
+
+/** A kernel file handle (struct file_handle): its handle_type and f_handle bytes. */
+export interface KernelHandle {
+  type: number;
+  bytes: Buffer;
+}
+
+export interface HandleResult {
+  err: number;
+  handle?: KernelHandle;
+  /** mnt_id from name_to_handle_at: which mount the object is on. */
+  mountId?: number;
+}
+
+/** An object found or made in a directory: its kernel handle, mount id and attributes. */
+export interface ObjectResult {
+  err: number;
+  handle?: KernelHandle;
+  mountId?: number;
+  stat?: NativeStat;
+}
+
+/** Directory-changing operations report the directory's attributes around the change (wcc_data). */
+export interface DirChangeResult {
+  err: number;
+  /** fstat of the directory just before the change (absent if that stat failed). */
+  dirBefore?: NativeStat;
+  /** fstat of the directory just after the change (also on failure, when it could be had). */
+  dirAfter?: NativeStat;
+}
+
+/** MKDIR, MKNOD, SYMLINK, CREATE: the change plus the new object, found again by name. */
+export interface CreateResult extends DirChangeResult {
+  object?: ObjectResult;
+}
+
+export interface RenameResult {
+  err: number;
+  fromDirBefore?: NativeStat;
+  fromDirAfter?: NativeStat;
+  toDirBefore?: NativeStat;
+  toDirAfter?: NativeStat;
+}
+
+export interface StatResult {
+  err: number;
+  stat?: NativeStat;
+}
+
+export interface SetattrRequest {
+  mode?: number;
+  uid?: number;
+  gid?: number;
+  size?: number;
+  /** atime/mtime: 'now' for the server's time, [sec, nsec] for a given time, absent to leave alone. */
+  atime?: 'now' | [number, number];
+  mtime?: 'now' | [number, number];
+  /** sattrguard3: fail with err = -1 (NOT_SYNC) unless the object's ctime is exactly this. */
+  guardCtime?: [number, number];
+}
+
+export interface SetattrResult {
+  err: number;
+  before?: NativeStat;
+  after?: NativeStat;
+}
+
+export interface IoResult {
+  err: number;
+  /** Bytes read or written. */
+  count: number;
+  /** READ: true when the read reached the end of the file. */
+  eof?: boolean;
+  /** fstat before the write (WRITE only) and after the I/O. */
+  before?: NativeStat;
+  after?: NativeStat;
+}
+
+export interface NativeDirEntry {
+  name: Buffer;
+  ino: number;
+  /** d_type (DT_REG = 8, DT_DIR = 4, ...). */
+  dtype: number;
+  /** d_off: the cookie that resumes the listing after this entry (filesystem-defined, 64-bit). */
+  cookie: bigint;
+  /** Only with plus: the entry's handle/attributes (absent if name_to_handle_at or fstatat failed). */
+  handle?: KernelHandle;
+  mountId?: number;
+  stat?: NativeStat;
+}
+
+export interface ReaddirResult {
+  err: number;
+  entries: NativeDirEntry[];
+  /** true when the directory has no entries after the last one returned. */
+  eof: boolean;
+  /** fstat of the directory. */
+  dirStat?: NativeStat;
+}
+
+export interface StatfsResult {
+  err: number;
+  /** f_frsize-scaled totals in bytes and file counts. */
+  totalBytes?: number;
+  freeBytes?: number;
+  availBytes?: number;
+  totalFiles?: number;
+  freeFiles?: number;
+  nameMax?: number;
+}
+
+export interface FsBridge {
+  /** name_to_handle_at(dirFd, name | "" with AT_EMPTY_PATH, 0): no symlink following. */
+  nameToHandle(dirFd: number, name: Buffer | null): Promise<HandleResult>;
+  /** open_by_handle_at(mountFd, handle, flags) as the daemon (needs CAP_DAC_READ_SEARCH). */
+  openByHandle(mountFd: number, handle: KernelHandle, flags: number): Promise<{ err: number; fd: number }>;
+  /** open(path, O_PATH | O_NOFOLLOW | flags) as the daemon: share roots. */
+  openPath(path: string, flags: number): Promise<{ err: number; fd: number }>;
+  close(fd: number): void;
+  /** fstatat(fd, "", AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW). */
+  fstat(fd: number): Promise<StatResult>;
+  /** As creds: name_to_handle_at + fstatat(dirFd, name, AT_SYMLINK_NOFOLLOW); search permission checked by the kernel. */
+  lookup(creds: Uint32Array | null, dirFd: number, name: Buffer): Promise<ObjectResult>;
+  /**
+   * As creds: which of R_OK (4), W_OK (2), X_OK (1) the caller has on the object, by
+   * faccessat2(fd, "", mode, AT_EACCESS | AT_EMPTY_PATH) for each.
+   */
+  accessMask(creds: Uint32Array | null, pathFd: number): Promise<{ err: number; mask: number }>;
+  /** As creds: readlinkat(pathFd, ""). */
+  readlink(creds: Uint32Array | null, pathFd: number): Promise<{ err: number; target?: Buffer; stat?: NativeStat }>;
+  /**
+   * As creds: open the object for reading (reopening pathFd through /proc/self/fd), with the NFS
+   * owner override (the owner may read a file whose mode denies it: an open file's rights, RFC 1813
+   * section 4.4), pread up to `length` bytes at `position` into buffer[offset..], fstat, close.
+   */
+  read(
+    creds: Uint32Array | null,
+    pathFd: number,
+    buffer: Buffer,
+    offset: number,
+    length: number,
+    position: bigint,
+  ): Promise<IoResult>;
+  /**
+   * As creds: open for writing (owner override as for read), fstat, pwrite all of data at position,
+   * then fdatasync (stable 1) or fsync (stable 2) when asked, fstat, close.
+   */
+  write(creds: Uint32Array | null, pathFd: number, data: Buffer, position: bigint, stable: number): Promise<IoResult>;
+  /** As the daemon: fsync the object's data and metadata (COMMIT). */
+  fsync(pathFd: number): Promise<{ err: number; before?: NativeStat; after?: NativeStat }>;
+  /**
+   * As creds: openat(dirFd, name, O_CREAT | O_WRONLY | O_NOFOLLOW | (exclusive ? O_EXCL : 0), mode),
+   * close, then the new object found by name. err EEXIST with exclusive: the object is still
+   * returned in `object` when it exists, so EXCLUSIVE CREATE can compare its verifier.
+   */
+  create(creds: Uint32Array | null, dirFd: number, name: Buffer, mode: number, exclusive: boolean): Promise<CreateResult>;
+  mkdir(creds: Uint32Array | null, dirFd: number, name: Buffer, mode: number): Promise<CreateResult>;
+  /** mknodat: mode carries the type (S_IFIFO, S_IFSOCK, S_IFCHR, S_IFBLK); dev = makedev(major, minor). */
+  mknod(creds: Uint32Array | null, dirFd: number, name: Buffer, mode: number, major: number, minor: number): Promise<CreateResult>;
+  symlink(creds: Uint32Array | null, dirFd: number, name: Buffer, target: Buffer): Promise<CreateResult>;
+  /** unlinkat(dirFd, name, isDir ? AT_REMOVEDIR : 0). */
+  unlink(creds: Uint32Array | null, dirFd: number, name: Buffer, isDir: boolean): Promise<DirChangeResult>;
+  rename(creds: Uint32Array | null, fromDirFd: number, fromName: Buffer, toDirFd: number, toName: Buffer): Promise<RenameResult>;
+  /** linkat(AT_FDCWD, "/proc/self/fd/<pathFd>", dirFd, name, AT_SYMLINK_FOLLOW): a hard link to the object. */
+  link(creds: Uint32Array | null, pathFd: number, dirFd: number, name: Buffer): Promise<CreateResult & { objectAfter?: NativeStat }>;
+  /**
+   * As creds, in this order: guard check, chown (fchownat AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW), chmod
+   * (not for symlinks: EOPNOTSUPP... reported as err 95), truncate (regular files only, via a
+   * write open through /proc/self/fd), times (utimensat AT_EMPTY_PATH). Stops at the first error.
+   */
+  setattr(creds: Uint32Array | null, pathFd: number, request: SetattrRequest): Promise<SetattrResult>;
+  /**
+   * As creds: open the directory for reading (through /proc/self/fd/<pathFd>, O_RDONLY | O_DIRECTORY),
+   * lseek to cookie (0 = start), getdents64 until maxEntries entries or the end; with plus, each
+   * entry's handle (name_to_handle_at) and attributes (fstatat, no follow).
+   */
+  readdir(creds: Uint32Array | null, pathFd: number, cookie: bigint, maxEntries: number, plus: boolean): Promise<ReaddirResult>;
+  /** fstatfs on the object. */
+  statfs(pathFd: number): Promise<StatfsResult>;
+  /** Raise RLIMIT_NOFILE's soft limit to its hard limit; returns the new soft limit. */
+  raiseFileLimit(): number;
+}
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+let loaded: FsBridge | undefined;
+
+/** Loads the addon once; a clear error if it was not built (npm install builds it with node-gyp). */
+export function fsBridge(): FsBridge {
+  if (loaded) return loaded;
+  const require = createRequire(import.meta.url);
+  const candidates = [
+    path.join(here, '../../native-bridges/build/Release/manila_native.node'),
+    path.join(here, '../../../native-bridges/build/Release/manila_native.node'),
+  ];
+  let lastError: unknown;
+  for (const candidate of candidates) {
+    try {
+      loaded = require(candidate) as FsBridge;
+      return loaded;
+    } catch (error) {
+      lastError = error;
+    }
+  }
+  throw new Error(
+    `the native addon is not built (${String(lastError)}); run "npm install" (needs g++, make and python3 for node-gyp)`,
+  );
+}
