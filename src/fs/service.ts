@@ -1,0 +1,729 @@
+// The share filesystem layer: NFSv3 and MOUNT semantics on top of the native bridge.
+//
+// Every request: handle -> (tag check) -> share -> grant for this guest (checked on every request,
+// so a revoke takes effect on the next one) -> squash -> the kernel does the operation under the
+// caller's fsuid/fsgid/groups. Names are one component each, validated here before any syscall.
+// Nothing follows a symlink on the server side, and `..` at a share root is the root.
+import { constants } from 'node:os';
+import { randomBytes } from 'node:crypto';
+import type { Logger } from 'pino';
+import type { FsBridge, NativeStat, SetattrRequest } from '../native/fsbridge.js';
+import type { GrantTable } from '../grants/table.js';
+import type { Grant } from '../grants/types.js';
+import { AuthFlavor } from '../rpc/types.js';
+import {
+  ACCESS3,
+  CreateMode,
+  FSF3,
+  Ftype3,
+  Nfs3Status,
+  StableHow,
+  type CreateHow,
+  type Fattr3,
+  type MknodData,
+  type NfsTime,
+  type Sattr3,
+} from '../nfs3/types.js';
+import type {
+  AccessResult,
+  AttrResult,
+  Caller,
+  CommitResult,
+  CreatedResult,
+  FsinfoResult,
+  FsstatResult,
+  LinkResult,
+  LookupResult,
+  MountService,
+  NfsFileService,
+  PathconfResult,
+  ReaddirPlusResult,
+  ReaddirResult,
+  ReadlinkResult,
+  ReadResult,
+  ReadTarget,
+  RenameResult,
+  WccResult,
+  WriteResult,
+  DirEntryPlus,
+} from './types.js';
+import { errnoToNfs3 } from './errors.js';
+import { HandleCodec } from './handle.js';
+import { ObjectCache, ShareRegistry, ShareOpenError, type OpenObject, type ShareRoot } from './shares.js';
+import {
+  NO_WCC,
+  S_IFIFO,
+  S_IFSOCK,
+  isDirectory,
+  isRegular,
+  toFattr3,
+  wcc,
+} from './attributes.js';
+
+const E = constants.errno;
+const MAX_NAME = 255;
+const MAX_SYMLINK_TARGET = 4096;
+const ONE_MIB = 1024 * 1024;
+
+/** MOUNT v3 status (RFC 1813 section 5.1.5); the values it shares with nfsstat3. */
+export const MountStat = {
+  MNT3_OK: 0,
+  MNT3ERR_PERM: 1,
+  MNT3ERR_NOENT: 2,
+  MNT3ERR_IO: 5,
+  MNT3ERR_ACCES: 13,
+  MNT3ERR_NOTDIR: 20,
+  MNT3ERR_INVAL: 22,
+  MNT3ERR_NAMETOOLONG: 63,
+  MNT3ERR_NOTSUPP: 10004,
+  MNT3ERR_SERVERFAULT: 10006,
+} as const;
+
+export interface BackendRoots {
+  /** Host directory of a backend, or undefined when there is no such backend. */
+  rootOf(backend: string): string | undefined;
+}
+
+/** What one request may do on one object: resolved share, grant, creds, and the open object. */
+interface Context {
+  readonly share: ShareRoot;
+  readonly grant: Grant;
+  readonly creds: Uint32Array;
+  readonly object: OpenObject;
+}
+
+type Resolved = { ok: true; ctx: Context } | { ok: false; status: Nfs3Status };
+
+/**
+ * The name rules of DESIGN.md: one component, never a path. Returns a status for a bad name.
+ * `dots` says whether "." and ".." are acceptable (LOOKUP only).
+ */
+export function checkName(name: Buffer, dots: boolean): Nfs3Status | undefined {
+  if (name.length === 0) return Nfs3Status.NFS3ERR_INVAL;
+  if (name.length > MAX_NAME) return Nfs3Status.NFS3ERR_NAMETOOLONG;
+  if (name.includes(0x2f) || name.includes(0)) return Nfs3Status.NFS3ERR_INVAL;
+  if (!dots && isDotName(name)) return Nfs3Status.NFS3ERR_INVAL;
+  return undefined;
+}
+
+function isDotName(name: Buffer): boolean {
+  return (name.length === 1 && name[0] === 0x2e) || (name.length === 2 && name[0] === 0x2e && name[1] === 0x2e);
+}
+
+function timeOf(t: NfsTime): [number, number] {
+  return [t.seconds, t.nseconds];
+}
+
+/** sattr3 -> the native setattr request (mode, owner, size, times), or null when nothing is set. */
+function setattrRequest(attributes: Sattr3, skipMode = false): SetattrRequest | null {
+  const request: SetattrRequest = {};
+  let any = false;
+  if (attributes.mode !== undefined && !skipMode) {
+    request.mode = attributes.mode & 0o7777;
+    any = true;
+  }
+  if (attributes.uid !== undefined) {
+    request.uid = attributes.uid;
+    any = true;
+  }
+  if (attributes.gid !== undefined) {
+    request.gid = attributes.gid;
+    any = true;
+  }
+  if (attributes.size !== undefined) {
+    request.size = attributes.size;
+    any = true;
+  }
+  if (attributes.atime.how !== 'dont') {
+    request.atime = attributes.atime.how === 'server' ? 'now' : timeOf(attributes.atime.time);
+    any = true;
+  }
+  if (attributes.mtime.how !== 'dont') {
+    request.mtime = attributes.mtime.how === 'server' ? 'now' : timeOf(attributes.mtime.time);
+    any = true;
+  }
+  return any ? request : null;
+}
+
+export interface ShareFileServiceOptions {
+  native: FsBridge;
+  grants: GrantTable;
+  backends: BackendRoots;
+  codec: HandleCodec;
+  logger: Logger;
+  /** Open objects kept (O_PATH descriptors). */
+  cacheLimit?: number;
+}
+
+export class ShareFileService implements NfsFileService, MountService {
+  private readonly native: FsBridge;
+  private readonly grants: GrantTable;
+  private readonly backends: BackendRoots;
+  private readonly codec: HandleCodec;
+  private readonly logger: Logger;
+  readonly shares: ShareRegistry;
+  private readonly objects: ObjectCache;
+  /** RFC 1813 section 3.3.7: changes on every start, so clients resend uncommitted writes. */
+  readonly writeVerifier: Buffer = randomBytes(8);
+  /** READDIR cookies are the backend's own directory offsets, valid across restarts: one verifier. */
+  private readonly cookieVerifier: Buffer;
+
+  constructor(options: ShareFileServiceOptions) {
+    this.native = options.native;
+    this.grants = options.grants;
+    this.backends = options.backends;
+    this.codec = options.codec;
+    this.logger = options.logger;
+    this.shares = new ShareRegistry(this.native, this.codec);
+    this.objects = new ObjectCache(this.native, options.cacheLimit ?? 4096);
+    this.cookieVerifier = this.codec.derive('readdir-cookie-verifier');
+  }
+
+  // ---- shares and grants ------------------------------------------------------------------
+
+  /** Opens a share's root (once); errors name the share and the reason. */
+  async openShare(shareId: string): Promise<ShareRoot> {
+    const existing = this.shares.get(shareId);
+    const location = this.grants.location(shareId);
+    if (!location) throw new ShareOpenError('SHARE_PATH_MISSING', `share ${shareId} has no grant`);
+    if (existing && existing.backend === location.backend && existing.sharePath === location.path) return existing;
+    const root = this.backends.rootOf(location.backend);
+    if (root === undefined) throw new ShareOpenError('SHARE_PATH_MISSING', `share ${shareId}: no backend ${location.backend}`);
+    return this.shares.open(shareId, location.backend, root, location.path);
+  }
+
+  /** The effective credentials after squash (RFC 1813 leaves it to the server; knfsd's rules). */
+  static credentials(grant: Grant, caller: Caller): Uint32Array {
+    const anon = () => Uint32Array.of(grant.anonUid, grant.anonGid);
+    const sys = caller.flavor === AuthFlavor.AUTH_SYS ? caller.authSys : null;
+    if (!sys || grant.squash === 'all') return anon();
+    if (grant.squash === 'root') {
+      const uid = sys.uid === 0 ? grant.anonUid : sys.uid;
+      const gid = sys.gid === 0 ? grant.anonGid : sys.gid;
+      const groups = sys.gids.map((g) => (g === 0 ? grant.anonGid : g));
+      return Uint32Array.of(uid, gid, ...groups);
+    }
+    return Uint32Array.of(sys.uid, sys.gid, ...sys.gids);
+  }
+
+  private async resolve(caller: Caller, fh: Buffer): Promise<Resolved> {
+    const key = fh.toString('latin1');
+    let object = this.objects.acquireCached(key);
+    let share: ShareRoot | undefined = object?.share;
+    if (!object) {
+      const decoded = this.codec.decode(fh);
+      if (!decoded) return { ok: false, status: Nfs3Status.NFS3ERR_BADHANDLE };
+      share = this.shares.byHandleKey(decoded.shareKey);
+      if (!share) return { ok: false, status: Nfs3Status.NFS3ERR_STALE };
+      if (decoded.kernel.bytes.equals(share.kernel.bytes) && decoded.kernel.type === share.kernel.type) {
+        object = { share, fd: share.fd, isRoot: true, refs: 1 };
+      }
+    }
+    const grant = this.grants.find(caller.identity, share!.id);
+    if (!grant || grant.backend !== share!.backend || grant.path !== share!.sharePath) {
+      if (object && !object.isRoot) this.objects.release(object);
+      // Not granted (or no longer): the same answer whether the share exists or not. A share that
+      // now lives elsewhere makes the old handles stale.
+      return { ok: false, status: grant ? Nfs3Status.NFS3ERR_STALE : Nfs3Status.NFS3ERR_ACCES };
+    }
+    if (!object) {
+      const decoded = this.codec.decode(fh)!;
+      const opened = await this.objects.acquire(key, share!, decoded.kernel);
+      if (typeof opened === 'number') {
+        return { ok: false, status: opened === E.ESTALE || opened === E.ENOENT ? Nfs3Status.NFS3ERR_STALE : errnoToNfs3(opened) };
+      }
+      object = opened;
+    }
+    return { ok: true, ctx: { share: share!, grant, creds: ShareFileService.credentials(grant, caller), object } };
+  }
+
+  private done(ctx: Context): void {
+    if (!ctx.object.isRoot) this.objects.release(ctx.object);
+  }
+
+  /** Runs `body` with the object named by `fh`; `fail` builds the answer for a status. */
+  private async with<T>(caller: Caller, fh: Buffer, fail: (status: Nfs3Status) => T, body: (ctx: Context) => Promise<T>): Promise<T> {
+    const resolved = await this.resolve(caller, fh);
+    if (!resolved.ok) return fail(resolved.status);
+    try {
+      return await body(resolved.ctx);
+    } finally {
+      this.done(resolved.ctx);
+    }
+  }
+
+  private async attrOf(ctx: Context): Promise<Fattr3 | null> {
+    const result = await this.native.fstat(ctx.object.fd);
+    return result.stat ? toFattr3(result.stat, ctx.share.fsid) : null;
+  }
+
+  /** An NFS handle for an object found under `share`, or null when it may not be handed out. */
+  private handleFor(share: ShareRoot, kernel: { type: number; bytes: Buffer } | undefined, mountId: number | undefined): Buffer | null {
+    if (!kernel || mountId !== share.mountId) return null;
+    return this.codec.encode(share.key, kernel);
+  }
+
+  private readOnly(ctx: Context): boolean {
+    return ctx.grant.access === 'ro';
+  }
+
+  // ---- NFSv3 procedures (RFC 1813 section 3.3) --------------------------------------------
+
+  async getattr(caller: Caller, fh: Buffer): Promise<AttrResult> {
+    return this.with<AttrResult>(caller, fh, (status) => ({ status, attr: null }), async (ctx) => {
+      const result = await this.native.fstat(ctx.object.fd);
+      if (result.err !== 0 || !result.stat) return { status: errnoToNfs3(result.err), attr: null };
+      return { status: Nfs3Status.NFS3_OK, attr: toFattr3(result.stat, ctx.share.fsid) };
+    });
+  }
+
+  async setattr(caller: Caller, fh: Buffer, attributes: Sattr3, guard: NfsTime | null): Promise<WccResult> {
+    return this.with(caller, fh, (status) => ({ status, wcc: NO_WCC }), async (ctx) => {
+      if (this.readOnly(ctx)) return { status: Nfs3Status.NFS3ERR_ROFS, wcc: NO_WCC };
+      const request = setattrRequest(attributes) ?? {};
+      if (guard) request.guardCtime = timeOf(guard);
+      const result = await this.native.setattr(ctx.creds, ctx.object.fd, request);
+      const status =
+        result.err === 0 ? Nfs3Status.NFS3_OK : result.err === -1 ? Nfs3Status.NFS3ERR_NOT_SYNC : errnoToNfs3(result.err);
+      return { status, wcc: wcc(result.before, result.after, ctx.share.fsid) };
+    });
+  }
+
+  async lookup(caller: Caller, dirFh: Buffer, name: Buffer): Promise<LookupResult> {
+    const bad = checkName(name, true);
+    return this.with<LookupResult>(caller, dirFh, (status) => ({ status, objAttr: null, dirAttr: null }), async (ctx) => {
+      if (bad !== undefined) return { status: bad, objAttr: null, dirAttr: await this.attrOf(ctx) };
+      const found = await this.lookupIn(ctx, name);
+      return found;
+    });
+  }
+
+  /** LOOKUP within a resolved directory, with the share-root rule for `..`. */
+  private async lookupIn(ctx: Context, name: Buffer): Promise<LookupResult> {
+    const { share } = ctx;
+    const dirResult = await this.native.fstat(ctx.object.fd);
+    const dirStat = dirResult.stat;
+    const dirAttr = dirStat ? toFattr3(dirStat, share.fsid) : null;
+    if (dirStat && !isDirectory(dirStat)) return { status: Nfs3Status.NFS3ERR_NOTDIR, objAttr: null, dirAttr };
+    const atRoot = ctx.object.isRoot || (dirStat !== undefined && dirStat.ino === share.ino && dirStat.dev === share.dev);
+    const dots = isDotName(name);
+    if (atRoot && name.length === 2 && dots) name = Buffer.from('.');
+    const found = await this.native.lookup(ctx.creds, ctx.object.fd, name);
+    if (found.err !== 0 || !found.stat) return { status: errnoToNfs3(found.err), objAttr: null, dirAttr };
+    // Another filesystem mounted inside the share is not part of it.
+    const handle = this.handleFor(share, found.handle, found.mountId);
+    if (!handle) {
+      return { status: found.mountId !== share.mountId ? Nfs3Status.NFS3ERR_ACCES : Nfs3Status.NFS3ERR_SERVERFAULT, objAttr: null, dirAttr };
+    }
+    return { status: Nfs3Status.NFS3_OK, handle, objAttr: toFattr3(found.stat, share.fsid), dirAttr };
+  }
+
+  async access(caller: Caller, fh: Buffer, requested: number): Promise<AccessResult> {
+    return this.with(caller, fh, (status) => ({ status, attr: null, access: 0 }), async (ctx) => {
+      const [mask, stat] = await Promise.all([this.native.accessMask(ctx.creds, ctx.object.fd), this.native.fstat(ctx.object.fd)]);
+      if (mask.err !== 0 || !stat.stat) return { status: errnoToNfs3(mask.err || stat.err), attr: null, access: 0 };
+      const directory = isDirectory(stat.stat);
+      const r = (mask.mask & 4) !== 0;
+      const w = (mask.mask & 2) !== 0;
+      const x = (mask.mask & 1) !== 0;
+      let granted = 0;
+      if (r) granted |= ACCESS3.READ;
+      if (directory) {
+        if (x) granted |= ACCESS3.LOOKUP;
+        if (w && x) granted |= ACCESS3.MODIFY | ACCESS3.EXTEND | ACCESS3.DELETE;
+      } else {
+        if (x) granted |= ACCESS3.EXECUTE;
+        if (w) granted |= ACCESS3.MODIFY | ACCESS3.EXTEND;
+      }
+      if (this.readOnly(ctx)) granted &= ~(ACCESS3.MODIFY | ACCESS3.EXTEND | ACCESS3.DELETE);
+      return { status: Nfs3Status.NFS3_OK, attr: toFattr3(stat.stat, ctx.share.fsid), access: granted & requested };
+    });
+  }
+
+  async readlink(caller: Caller, fh: Buffer): Promise<ReadlinkResult> {
+    return this.with<ReadlinkResult>(caller, fh, (status) => ({ status, attr: null }), async (ctx) => {
+      const result = await this.native.readlink(ctx.creds, ctx.object.fd);
+      const attr = result.stat ? toFattr3(result.stat, ctx.share.fsid) : await this.attrOf(ctx);
+      if (result.err !== 0 || !result.target) return { status: errnoToNfs3(result.err), attr };
+      return { status: Nfs3Status.NFS3_OK, attr, target: result.target };
+    });
+  }
+
+  async read(caller: Caller, fh: Buffer, offset: bigint, count: number, target: ReadTarget): Promise<ReadResult> {
+    return this.with(caller, fh, (status) => ({ status, attr: null, count: 0, eof: false }), async (ctx) => {
+      const result = await this.native.read(ctx.creds, ctx.object.fd, target.buffer, target.offset, count, offset);
+      const attr = result.after ? toFattr3(result.after, ctx.share.fsid) : null;
+      if (result.err !== 0) return { status: errnoToNfs3(result.err), attr: attr ?? (await this.attrOf(ctx)), count: 0, eof: false };
+      return { status: Nfs3Status.NFS3_OK, attr, count: result.count, eof: result.eof ?? false };
+    });
+  }
+
+  async write(caller: Caller, fh: Buffer, offset: bigint, stable: StableHow, data: Buffer): Promise<WriteResult> {
+    const fail = (status: Nfs3Status): WriteResult => ({ status, wcc: NO_WCC, count: 0, committed: stable, verifier: this.writeVerifier });
+    return this.with(caller, fh, fail, async (ctx) => {
+      if (this.readOnly(ctx)) return fail(Nfs3Status.NFS3ERR_ROFS);
+      if (offset + BigInt(data.length) > BigInt(Number.MAX_SAFE_INTEGER)) return fail(Nfs3Status.NFS3ERR_FBIG);
+      const result = await this.native.write(ctx.creds, ctx.object.fd, data, offset, stable);
+      const data_wcc = wcc(result.before, result.after, ctx.share.fsid);
+      if (result.err !== 0) return { ...fail(errnoToNfs3(result.err)), wcc: data_wcc };
+      return { status: Nfs3Status.NFS3_OK, wcc: data_wcc, count: result.count, committed: stable, verifier: this.writeVerifier };
+    });
+  }
+
+  /** Runs a directory-changing procedure: name checks, read-only grants, the directory's wcc. */
+  private async changeDir(
+    caller: Caller,
+    dirFh: Buffer,
+    name: Buffer,
+    body: (ctx: Context) => Promise<CreatedResult>,
+  ): Promise<CreatedResult> {
+    const fail = (status: Nfs3Status): CreatedResult => ({ status, handle: null, objAttr: null, dirWcc: NO_WCC });
+    return this.with(caller, dirFh, fail, async (ctx) => {
+      const bad = checkName(name, true);
+      if (bad !== undefined) return fail(bad);
+      if (isDotName(name)) return fail(Nfs3Status.NFS3ERR_EXIST);
+      if (this.readOnly(ctx)) return fail(Nfs3Status.NFS3ERR_ROFS);
+      return body(ctx);
+    });
+  }
+
+  private created(ctx: Context, result: Awaited<ReturnType<FsBridge['mkdir']>>): CreatedResult {
+    const dirWcc = wcc(result.dirBefore, result.dirAfter, ctx.share.fsid);
+    if (result.err !== 0) return { status: errnoToNfs3(result.err), handle: null, objAttr: null, dirWcc };
+    const object = result.object;
+    const handle = object ? this.handleFor(ctx.share, object.handle, object.mountId) : null;
+    return {
+      status: Nfs3Status.NFS3_OK,
+      handle,
+      objAttr: object?.stat ? toFattr3(object.stat, ctx.share.fsid) : null,
+      dirWcc,
+    };
+  }
+
+  /** After creating, apply the rest of sattr3 as the caller (owner, size, times); mode went into the create. */
+  private async applyAfterCreate(ctx: Context, created: CreatedResult, attributes: Sattr3, onlySize = false): Promise<CreatedResult> {
+    if (created.status !== Nfs3Status.NFS3_OK || !created.handle) return created;
+    const request = onlySize
+      ? attributes.size !== undefined
+        ? { size: attributes.size }
+        : null
+      : setattrRequest(attributes, true);
+    if (!request) return created;
+    const opened = await this.objects.acquire(created.handle.toString('latin1'), ctx.share, this.codec.decode(created.handle)!.kernel);
+    if (typeof opened === 'number') return { ...created, status: errnoToNfs3(opened) };
+    try {
+      const result = await this.native.setattr(ctx.creds, opened.fd, request);
+      if (result.err !== 0) return { ...created, status: errnoToNfs3(result.err) };
+      return { ...created, objAttr: result.after ? toFattr3(result.after, ctx.share.fsid) : created.objAttr };
+    } finally {
+      this.objects.release(opened);
+    }
+  }
+
+  async create(caller: Caller, dirFh: Buffer, name: Buffer, how: CreateHow): Promise<CreatedResult> {
+    return this.changeDir(caller, dirFh, name, async (ctx) => {
+      if (how.mode === CreateMode.EXCLUSIVE) return this.createExclusive(ctx, name, how.verifier);
+      const mode = (how.attributes.mode ?? 0o644) & 0o7777;
+      const result = await this.native.create(ctx.creds, ctx.object.fd, name, mode, true);
+      if (result.err !== E.EEXIST || how.mode === CreateMode.GUARDED) {
+        return this.applyAfterCreate(ctx, this.created(ctx, result), how.attributes);
+      }
+      // UNCHECKED on an existing name: open it as the caller would (write permission, regular file)
+      // and apply only the size (RFC 1813 section 3.3.8; knfsd does the same).
+      const existing = await this.native.create(ctx.creds, ctx.object.fd, name, mode, false);
+      return this.applyAfterCreate(ctx, this.created(ctx, existing), how.attributes, true);
+    });
+  }
+
+  /**
+   * EXCLUSIVE CREATE (RFC 1813 section 3.3.8): the verifier is kept in the new file's atime and
+   * mtime seconds, so a retransmitted CREATE finds its own file and succeeds.
+   */
+  private async createExclusive(ctx: Context, name: Buffer, verifier: Buffer): Promise<CreatedResult> {
+    const atime = verifier.readUInt32BE(0);
+    const mtime = verifier.readUInt32BE(4);
+    const result = await this.native.create(ctx.creds, ctx.object.fd, name, 0o600, true);
+    if (result.err === E.EEXIST) {
+      const stat = result.object?.stat;
+      if (stat && isRegular(stat) && stat.atimeSec === atime && stat.mtimeSec === mtime) {
+        return { ...this.created(ctx, { ...result, err: 0 }) };
+      }
+      return this.created(ctx, result);
+    }
+    const created = this.created(ctx, result);
+    return this.applyAfterCreate(ctx, created, {
+      atime: { how: 'client', time: { seconds: atime, nseconds: 0 } },
+      mtime: { how: 'client', time: { seconds: mtime, nseconds: 0 } },
+    });
+  }
+
+  async mkdir(caller: Caller, dirFh: Buffer, name: Buffer, attributes: Sattr3): Promise<CreatedResult> {
+    return this.changeDir(caller, dirFh, name, async (ctx) => {
+      const result = await this.native.mkdir(ctx.creds, ctx.object.fd, name, (attributes.mode ?? 0o755) & 0o7777);
+      return this.applyAfterCreate(ctx, this.created(ctx, result), attributes);
+    });
+  }
+
+  async symlink(caller: Caller, dirFh: Buffer, name: Buffer, attributes: Sattr3, target: Buffer): Promise<CreatedResult> {
+    return this.changeDir(caller, dirFh, name, async (ctx) => {
+      if (target.length === 0 || target.includes(0)) return { status: Nfs3Status.NFS3ERR_INVAL, handle: null, objAttr: null, dirWcc: NO_WCC };
+      if (target.length > MAX_SYMLINK_TARGET) return { status: Nfs3Status.NFS3ERR_NAMETOOLONG, handle: null, objAttr: null, dirWcc: NO_WCC };
+      const result = await this.native.symlink(ctx.creds, ctx.object.fd, name, target);
+      // Symlink modes mean nothing on Linux; owner and times still apply.
+      return this.applyAfterCreate(ctx, this.created(ctx, result), { ...attributes, mode: undefined, size: undefined });
+    });
+  }
+
+  async mknod(caller: Caller, dirFh: Buffer, name: Buffer, what: MknodData): Promise<CreatedResult> {
+    return this.changeDir(caller, dirFh, name, async (ctx) => {
+      const fail = (status: Nfs3Status): CreatedResult => ({ status, handle: null, objAttr: null, dirWcc: NO_WCC });
+      // Device nodes would let a guest reach host devices through the share: refused, as a local
+      // unprivileged user is refused (EPERM). FIFOs and sockets are plain directory entries.
+      if (what.type === Ftype3.NF3CHR || what.type === Ftype3.NF3BLK) return fail(Nfs3Status.NFS3ERR_PERM);
+      if (what.type !== Ftype3.NF3FIFO && what.type !== Ftype3.NF3SOCK) return fail(Nfs3Status.NFS3ERR_BADTYPE);
+      const typeBits = what.type === Ftype3.NF3FIFO ? S_IFIFO : S_IFSOCK;
+      const mode = typeBits | ((what.attributes.mode ?? 0o644) & 0o7777);
+      const result = await this.native.mknod(ctx.creds, ctx.object.fd, name, mode, 0, 0);
+      return this.applyAfterCreate(ctx, this.created(ctx, result), what.attributes);
+    });
+  }
+
+  private async removeEntry(caller: Caller, dirFh: Buffer, name: Buffer, isDir: boolean): Promise<WccResult> {
+    return this.with(caller, dirFh, (status) => ({ status, wcc: NO_WCC }), async (ctx) => {
+      const bad = checkName(name, false);
+      if (bad !== undefined) return { status: isDotName(name) && isDir && name.length === 2 ? Nfs3Status.NFS3ERR_NOTEMPTY : bad, wcc: NO_WCC };
+      if (this.readOnly(ctx)) return { status: Nfs3Status.NFS3ERR_ROFS, wcc: NO_WCC };
+      const result = await this.native.unlink(ctx.creds, ctx.object.fd, name, isDir);
+      return {
+        status: result.err === 0 ? Nfs3Status.NFS3_OK : errnoToNfs3(result.err),
+        wcc: wcc(result.dirBefore, result.dirAfter, ctx.share.fsid),
+      };
+    });
+  }
+
+  remove(caller: Caller, dirFh: Buffer, name: Buffer): Promise<WccResult> {
+    return this.removeEntry(caller, dirFh, name, false);
+  }
+
+  rmdir(caller: Caller, dirFh: Buffer, name: Buffer): Promise<WccResult> {
+    return this.removeEntry(caller, dirFh, name, true);
+  }
+
+  async rename(caller: Caller, fromDirFh: Buffer, fromName: Buffer, toDirFh: Buffer, toName: Buffer): Promise<RenameResult> {
+    const fail = (status: Nfs3Status): RenameResult => ({ status, fromDirWcc: NO_WCC, toDirWcc: NO_WCC });
+    return this.with(caller, fromDirFh, fail, (from) =>
+      this.with(caller, toDirFh, fail, async (to) => {
+        if (from.share !== to.share) return fail(Nfs3Status.NFS3ERR_XDEV);
+        const bad = checkName(fromName, false) ?? checkName(toName, false);
+        if (bad !== undefined) return fail(bad);
+        if (this.readOnly(from)) return fail(Nfs3Status.NFS3ERR_ROFS);
+        const result = await this.native.rename(from.creds, from.object.fd, fromName, to.object.fd, toName);
+        return {
+          status: result.err === 0 ? Nfs3Status.NFS3_OK : errnoToNfs3(result.err),
+          fromDirWcc: wcc(result.fromDirBefore, result.fromDirAfter, from.share.fsid),
+          toDirWcc: wcc(result.toDirBefore, result.toDirAfter, to.share.fsid),
+        };
+      }),
+    );
+  }
+
+  async link(caller: Caller, fh: Buffer, linkDirFh: Buffer, linkName: Buffer): Promise<LinkResult> {
+    const fail = (status: Nfs3Status): LinkResult => ({ status, fileAttr: null, linkDirWcc: NO_WCC });
+    return this.with(caller, fh, fail, (file) =>
+      this.with(caller, linkDirFh, fail, async (dir) => {
+        if (file.share !== dir.share) return fail(Nfs3Status.NFS3ERR_XDEV);
+        const bad = checkName(linkName, true);
+        if (bad !== undefined) return fail(bad);
+        if (isDotName(linkName)) return fail(Nfs3Status.NFS3ERR_EXIST);
+        if (this.readOnly(dir)) return fail(Nfs3Status.NFS3ERR_ROFS);
+        const result = await this.native.link(dir.creds, file.object.fd, dir.object.fd, linkName);
+        const after = result.objectAfter ?? result.object?.stat;
+        return {
+          status: result.err === 0 ? Nfs3Status.NFS3_OK : errnoToNfs3(result.err),
+          fileAttr: after ? toFattr3(after, file.share.fsid) : null,
+          linkDirWcc: wcc(result.dirBefore, result.dirAfter, dir.share.fsid),
+        };
+      }),
+    );
+  }
+
+  /** Shared READDIR / READDIRPLUS work: verifier check, listing, the share-root rule for "..". */
+  private async list(ctx: Context, cookie: bigint, verifier: Buffer, maxEntries: number, plus: boolean) {
+    if (cookie !== 0n && !verifier.equals(this.cookieVerifier) && !verifier.equals(Buffer.alloc(8))) {
+      return { status: Nfs3Status.NFS3ERR_BAD_COOKIE as Nfs3Status, dirAttr: await this.attrOf(ctx), entries: [] as DirEntryPlus[], eof: false };
+    }
+    const result = await this.native.readdir(ctx.creds, ctx.object.fd, cookie, maxEntries, plus);
+    const dirAttr = result.dirStat ? toFattr3(result.dirStat, ctx.share.fsid) : await this.attrOf(ctx);
+    if (result.err !== 0) {
+      const status = result.err === E.EINVAL && cookie !== 0n ? Nfs3Status.NFS3ERR_BAD_COOKIE : errnoToNfs3(result.err);
+      return { status, dirAttr, entries: [] as DirEntryPlus[], eof: false };
+    }
+    const share = ctx.share;
+    const atRoot = ctx.object.isRoot || (result.dirStat !== undefined && result.dirStat.ino === share.ino && result.dirStat.dev === share.dev);
+    const entries: DirEntryPlus[] = [];
+    for (const entry of result.entries) {
+      const dotdot = entry.name.length === 2 && entry.name[0] === 0x2e && entry.name[1] === 0x2e;
+      let stat: NativeStat | undefined = entry.stat;
+      let handle: Buffer | null = plus ? this.handleFor(share, entry.handle, entry.mountId) : null;
+      let fileid = stat?.ino ?? entry.ino;
+      if (dotdot && atRoot) {
+        // `..` of a share root is the root itself: nothing above the share is ever named.
+        stat = result.dirStat;
+        handle = plus ? share.handle : null;
+        fileid = share.ino;
+      }
+      entries.push({
+        fileid,
+        name: entry.name,
+        cookie: entry.cookie,
+        attr: plus && stat && handle ? toFattr3(stat, share.fsid) : null,
+        handle,
+      });
+    }
+    return { status: Nfs3Status.NFS3_OK, dirAttr, entries, eof: result.eof };
+  }
+
+  async readdir(caller: Caller, dirFh: Buffer, cookie: bigint, cookieVerifier: Buffer, maxBytes: number): Promise<ReaddirResult> {
+    return this.with(caller, dirFh, (status) => ({ status, dirAttr: null, cookieVerifier: this.cookieVerifier, entries: [], eof: false }), async (ctx) => {
+      // entry3 is at least 24 bytes plus its name: enough entries to fill the reply, not many more
+      const maxEntries = Math.min(4096, Math.max(1, Math.ceil(Math.min(maxBytes, ONE_MIB) / 24)));
+      const listed = await this.list(ctx, cookie, cookieVerifier, maxEntries, false);
+      return { ...listed, cookieVerifier: this.cookieVerifier, entries: listed.entries.map(({ fileid, name, cookie: c }) => ({ fileid, name, cookie: c })) };
+    });
+  }
+
+  async readdirplus(
+    caller: Caller,
+    dirFh: Buffer,
+    cookie: bigint,
+    cookieVerifier: Buffer,
+    dirMaxBytes: number,
+    maxBytes: number,
+  ): Promise<ReaddirPlusResult> {
+    return this.with(caller, dirFh, (status) => ({ status, dirAttr: null, cookieVerifier: this.cookieVerifier, entries: [], eof: false }), async (ctx) => {
+      // entryplus3 with attributes and a handle is about 150 bytes plus its name
+      const byMax = Math.ceil(Math.min(maxBytes, ONE_MIB) / 140);
+      const byDir = Math.ceil(Math.min(dirMaxBytes, ONE_MIB) / 24);
+      const maxEntries = Math.min(4096, Math.max(1, Math.min(byMax, byDir)));
+      const listed = await this.list(ctx, cookie, cookieVerifier, maxEntries, true);
+      return { ...listed, cookieVerifier: this.cookieVerifier };
+    });
+  }
+
+  async fsstat(caller: Caller, fh: Buffer): Promise<FsstatResult> {
+    const fail = (status: Nfs3Status): FsstatResult => ({ status, attr: null, tbytes: 0, fbytes: 0, abytes: 0, tfiles: 0, ffiles: 0, afiles: 0, invarsec: 0 });
+    return this.with(caller, fh, fail, async (ctx) => {
+      const [stats, attr] = await Promise.all([this.native.statfs(ctx.object.fd), this.attrOf(ctx)]);
+      if (stats.err !== 0) return { ...fail(errnoToNfs3(stats.err)), attr };
+      return {
+        status: Nfs3Status.NFS3_OK,
+        attr,
+        tbytes: stats.totalBytes ?? 0,
+        fbytes: stats.freeBytes ?? 0,
+        abytes: stats.availBytes ?? 0,
+        tfiles: stats.totalFiles ?? 0,
+        ffiles: stats.freeFiles ?? 0,
+        afiles: stats.freeFiles ?? 0,
+        invarsec: 0,
+      };
+    });
+  }
+
+  async fsinfo(caller: Caller, fh: Buffer): Promise<FsinfoResult> {
+    const base = {
+      rtmax: ONE_MIB,
+      rtpref: ONE_MIB,
+      rtmult: 4096,
+      wtmax: ONE_MIB,
+      wtpref: ONE_MIB,
+      wtmult: 4096,
+      dtpref: 64 * 1024,
+      maxfilesize: Number.MAX_SAFE_INTEGER,
+      timeDelta: { seconds: 0, nseconds: 1 },
+      properties: FSF3.LINK | FSF3.SYMLINK | FSF3.HOMOGENEOUS | FSF3.CANSETTIME,
+    };
+    return this.with<FsinfoResult>(caller, fh, (status) => ({ status, attr: null, ...base }), async (ctx) => ({
+      status: Nfs3Status.NFS3_OK,
+      attr: await this.attrOf(ctx),
+      ...base,
+    }));
+  }
+
+  async pathconf(caller: Caller, fh: Buffer): Promise<PathconfResult> {
+    const base = { linkmax: 65000, nameMax: MAX_NAME, noTrunc: true, chownRestricted: true, caseInsensitive: false, casePreserving: true };
+    return this.with<PathconfResult>(caller, fh, (status) => ({ status, attr: null, ...base }), async (ctx) => {
+      const [stats, attr] = await Promise.all([this.native.statfs(ctx.object.fd), this.attrOf(ctx)]);
+      return { status: Nfs3Status.NFS3_OK, attr, ...base, nameMax: Math.min(stats.nameMax ?? MAX_NAME, MAX_NAME) };
+    });
+  }
+
+  async commit(caller: Caller, fh: Buffer, _offset: bigint, _count: number): Promise<CommitResult> {
+    const fail = (status: Nfs3Status): CommitResult => ({ status, wcc: NO_WCC, verifier: this.writeVerifier });
+    return this.with(caller, fh, fail, async (ctx) => {
+      if (this.readOnly(ctx)) return fail(Nfs3Status.NFS3ERR_ROFS);
+      // fsync of the inode flushes every write to it, whichever descriptor wrote it: the whole file
+      // is committed, which RFC 1813 section 3.3.21 allows for any offset and count.
+      const result = await this.native.fsync(ctx.object.fd);
+      const data = wcc(result.before, result.after, ctx.share.fsid);
+      if (result.err !== 0) return { ...fail(errnoToNfs3(result.err)), wcc: data };
+      return { status: Nfs3Status.NFS3_OK, wcc: data, verifier: this.writeVerifier };
+    });
+  }
+
+  // ---- MOUNT v3 (RFC 1813 section 5) ------------------------------------------------------
+
+  exportsFor(identity: string): string[] {
+    return this.grants.sharesFor(identity);
+  }
+
+  async mount(caller: Caller, dirPath: string): Promise<{ status: number; handle?: Buffer }> {
+    if (!dirPath.startsWith('/')) return { status: MountStat.MNT3ERR_NOENT };
+    const parts = dirPath.split('/').filter((part) => part !== '' && part !== '.');
+    const shareId = parts.shift();
+    if (!shareId) return { status: MountStat.MNT3ERR_ACCES };
+    const grant = this.grants.find(caller.identity, shareId);
+    if (!grant) return { status: MountStat.MNT3ERR_ACCES };
+    let share: ShareRoot;
+    try {
+      share = await this.openShare(shareId);
+    } catch (error) {
+      this.logger.error({ share: shareId, err: (error as Error).message }, 'share cannot be opened');
+      return { status: MountStat.MNT3ERR_IO };
+    }
+    let handle = share.handle;
+    for (const part of parts) {
+      const name = Buffer.from(part, 'utf8');
+      const found = await this.with<LookupResult>(caller, handle, (status) => ({ status, objAttr: null, dirAttr: null }) as LookupResult, (ctx) => {
+        const bad = checkName(name, true);
+        if (bad !== undefined) return Promise.resolve({ status: bad, objAttr: null, dirAttr: null } as LookupResult);
+        return this.lookupIn(ctx, name);
+      });
+      if (found.status !== Nfs3Status.NFS3_OK || !found.handle) return { status: mountStatus(found.status) };
+      // Mount points are directories reached without following symlinks.
+      if (found.objAttr?.type !== Ftype3.NF3DIR) return { status: MountStat.MNT3ERR_NOTDIR };
+      handle = found.handle;
+    }
+    return { status: MountStat.MNT3_OK, handle };
+  }
+
+  close(): void {
+    this.objects.closeAll();
+  }
+}
+
+function mountStatus(status: Nfs3Status): number {
+  switch (status) {
+    case Nfs3Status.NFS3ERR_PERM:
+    case Nfs3Status.NFS3ERR_NOENT:
+    case Nfs3Status.NFS3ERR_IO:
+    case Nfs3Status.NFS3ERR_ACCES:
+    case Nfs3Status.NFS3ERR_NOTDIR:
+    case Nfs3Status.NFS3ERR_INVAL:
+    case Nfs3Status.NFS3ERR_NAMETOOLONG:
+    case Nfs3Status.NFS3ERR_NOTSUPP:
+    case Nfs3Status.NFS3ERR_SERVERFAULT:
+      return status;
+    default:
+      return MountStat.MNT3ERR_IO;
+  }
+}

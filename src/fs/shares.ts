@@ -1,0 +1,241 @@
+// Share roots and the open-object cache.
+//
+// A share root is opened once (O_PATH) and kept: it is the mount fd for open_by_handle_at and the
+// top of the share, where `..` stays put. Objects the guests name by handle are opened on demand
+// (open_by_handle_at, O_PATH) and cached by handle with a reference count, so a descriptor is never
+// closed while an operation is using it.
+import { realpath } from 'node:fs/promises';
+import path from 'node:path';
+import { constants } from 'node:os';
+import type { FsBridge, KernelHandle, NativeStat } from '../native/fsbridge.js';
+import { HandleCodec } from './handle.js';
+import { isDirectory } from './attributes.js';
+
+const O_PATH = 0o10000000;
+const O_DIRECTORY = 0o200000;
+
+export interface ShareRoot {
+  readonly id: string;
+  readonly backend: string;
+  readonly sharePath: string;
+  /** Where it is on this host. */
+  readonly hostPath: string;
+  readonly key: Buffer;
+  readonly keyHex: string;
+  /** fsid reported to guests: each share is its own filesystem to them. */
+  readonly fsid: bigint;
+  readonly fd: number;
+  readonly dev: number;
+  readonly ino: number;
+  readonly mountId: number;
+  readonly kernel: KernelHandle;
+  /** The root's NFS handle. */
+  readonly handle: Buffer;
+}
+
+export class ShareOpenError extends Error {
+  constructor(
+    readonly code: 'SHARE_PATH_MISSING' | 'SHARE_PATH_ESCAPES' | 'SHARE_NOT_DIRECTORY' | 'SHARE_NO_HANDLE',
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export class ShareRegistry {
+  private readonly byKey = new Map<string, ShareRoot>();
+  private readonly byId = new Map<string, ShareRoot>();
+  private readonly opening = new Map<string, Promise<ShareRoot>>();
+
+  constructor(
+    private readonly native: FsBridge,
+    private readonly codec: HandleCodec,
+  ) {}
+
+  byHandleKey(keyHex: string): ShareRoot | undefined {
+    return this.byKey.get(keyHex);
+  }
+
+  get(shareId: string): ShareRoot | undefined {
+    return this.byId.get(shareId);
+  }
+
+  /**
+   * Opens (once) the share `shareId` at `sharePath` inside a backend rooted at `backendRoot`.
+   * The share's directory must exist, be a directory, and resolve (symlinks and all) inside the backend.
+   */
+  open(shareId: string, backend: string, backendRoot: string, sharePath: string): Promise<ShareRoot> {
+    const key = HandleCodec.shareKey(shareId, backend, sharePath);
+    const keyHex = key.toString('hex');
+    const existing = this.byKey.get(keyHex);
+    if (existing) return Promise.resolve(existing);
+    let pending = this.opening.get(keyHex);
+    if (!pending) {
+      pending = this.doOpen(shareId, backend, backendRoot, sharePath, key, keyHex).finally(() =>
+        this.opening.delete(keyHex),
+      );
+      this.opening.set(keyHex, pending);
+    }
+    return pending;
+  }
+
+  private async doOpen(
+    shareId: string,
+    backend: string,
+    backendRoot: string,
+    sharePath: string,
+    key: Buffer,
+    keyHex: string,
+  ): Promise<ShareRoot> {
+    let root: string;
+    let hostPath: string;
+    try {
+      root = await realpath(backendRoot);
+      hostPath = await realpath(path.join(root, sharePath));
+    } catch (error) {
+      throw new ShareOpenError(
+        'SHARE_PATH_MISSING',
+        `share ${shareId}: ${path.join(backendRoot, sharePath)} does not exist (${(error as NodeJS.ErrnoException).code})`,
+      );
+    }
+    if (hostPath !== root && !hostPath.startsWith(root.endsWith('/') ? root : `${root}/`)) {
+      throw new ShareOpenError('SHARE_PATH_ESCAPES', `share ${shareId}: ${sharePath} resolves outside backend ${backend}`);
+    }
+    const opened = await this.native.openPath(hostPath, O_DIRECTORY);
+    if (opened.err !== 0) {
+      const code = opened.err === constants.errno.ENOTDIR ? 'SHARE_NOT_DIRECTORY' : 'SHARE_PATH_MISSING';
+      throw new ShareOpenError(code, `share ${shareId}: cannot open ${hostPath} (errno ${opened.err})`);
+    }
+    const fd = opened.fd;
+    const [stat, handle] = await Promise.all([this.native.fstat(fd), this.native.nameToHandle(fd, null)]);
+    if (stat.err !== 0 || !stat.stat || !isDirectory(stat.stat)) {
+      this.native.close(fd);
+      throw new ShareOpenError('SHARE_NOT_DIRECTORY', `share ${shareId}: ${hostPath} is not a directory`);
+    }
+    const nfsHandle = handle.handle ? this.codec.encode(key, handle.handle) : null;
+    if (handle.err !== 0 || !handle.handle || !nfsHandle) {
+      this.native.close(fd);
+      throw new ShareOpenError(
+        'SHARE_NO_HANDLE',
+        `share ${shareId}: the filesystem at ${hostPath} gives no usable file handles (errno ${handle.err})`,
+      );
+    }
+    const share: ShareRoot = {
+      id: shareId,
+      backend,
+      sharePath,
+      hostPath,
+      key,
+      keyHex,
+      fsid: key.readBigUInt64BE(0) & 0x7fff_ffff_ffff_ffffn,
+      fd,
+      dev: stat.stat.dev,
+      ino: stat.stat.ino,
+      mountId: handle.mountId ?? -1,
+      kernel: handle.handle,
+      handle: nfsHandle,
+    };
+    this.byKey.set(keyHex, share);
+    this.byId.set(shareId, share);
+    return share;
+  }
+}
+
+interface PendingOpen {
+  waiters: number;
+  promise: Promise<OpenObject | number>;
+}
+
+/** One object a guest named by handle, open as O_PATH. */
+export interface OpenObject {
+  readonly share: ShareRoot;
+  readonly fd: number;
+  /** True for the share root itself (never closed by the cache). */
+  readonly isRoot: boolean;
+  refs: number;
+}
+
+/**
+ * LRU of open objects keyed by the NFS handle bytes. A hit means those exact bytes were verified
+ * when first opened, so the tag is not recomputed on every request.
+ */
+export class ObjectCache {
+  private readonly entries = new Map<string, OpenObject>();
+  private readonly pending = new Map<string, PendingOpen>();
+
+  constructor(
+    private readonly native: FsBridge,
+    private limit: number,
+  ) {}
+
+  get size(): number {
+    return this.entries.size;
+  }
+
+  /** The cached object for `key`, marked in use; undefined on a miss. */
+  acquireCached(key: string): OpenObject | undefined {
+    const entry = this.entries.get(key);
+    if (!entry) return undefined;
+    // most recently used goes to the end
+    this.entries.delete(key);
+    this.entries.set(key, entry);
+    entry.refs++;
+    return entry;
+  }
+
+  /** Opens the object on a miss; returns it marked in use, or an errno. */
+  async acquire(key: string, share: ShareRoot, kernel: KernelHandle): Promise<OpenObject | number> {
+    const hit = this.acquireCached(key);
+    if (hit) return hit;
+    let slot = this.pending.get(key);
+    if (!slot) {
+      const created: PendingOpen = { waiters: 0, promise: Promise.resolve(0) };
+      created.promise = this.open(key, share, kernel, created).finally(() => this.pending.delete(key));
+      this.pending.set(key, created);
+      slot = created;
+    }
+    // Counted before the await: the entry is born holding one reference per waiter, so eviction
+    // can never close it between its insertion and a waiter's use.
+    slot.waiters++;
+    return slot.promise;
+  }
+
+  private async open(key: string, share: ShareRoot, kernel: KernelHandle, slot: PendingOpen): Promise<OpenObject | number> {
+    const result = await this.native.openByHandle(share.fd, kernel, O_PATH);
+    if (result.err !== 0) return result.err;
+    const entry: OpenObject = { share, fd: result.fd, isRoot: false, refs: slot.waiters };
+    this.entries.set(key, entry);
+    this.evict();
+    return entry;
+  }
+
+  release(entry: OpenObject): void {
+    entry.refs--;
+  }
+
+  /** Drop an entry whose object is gone (ESTALE), closing it once unused. */
+  forget(key: string): void {
+    const entry = this.entries.get(key);
+    if (entry && entry.refs === 0) {
+      this.entries.delete(key);
+      this.native.close(entry.fd);
+    }
+  }
+
+  private evict(): void {
+    if (this.entries.size <= this.limit) return;
+    for (const [key, entry] of this.entries) {
+      if (this.entries.size <= this.limit) break;
+      if (entry.refs > 0) continue;
+      this.entries.delete(key);
+      this.native.close(entry.fd);
+    }
+  }
+
+  closeAll(): void {
+    for (const entry of this.entries.values()) this.native.close(entry.fd);
+    this.entries.clear();
+  }
+}
+
+export type { NativeStat };

@@ -1,0 +1,89 @@
+import t from 'tap';
+import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { loadConfig, parseConfig, ConfigError } from '../../src/config/load.js';
+
+const dir = mkdtempSync(path.join(os.tmpdir(), 'mg-config-'));
+t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+
+function write(name: string, text: string): string {
+  const file = path.join(dir, name);
+  writeFileSync(file, text);
+  return file;
+}
+
+const good = `
+node_id: compute-01
+state_dir: ./state
+listen:
+  tcp: [{ host: 127.0.0.1, port: 2049 }]
+backends:
+  - { id: local1, type: local, path: /srv/exports }
+grants:
+  - { id: g1, share: demo, backend: local1, path: demo, guest: { tcp: 127.0.0.1 }, access: rw, squash: none }
+  - { id: g2, share: demo, backend: local1, path: demo, guest: { tcp: 10.1.1.1 }, access: ro }
+`;
+
+t.test('the DESIGN.md shape loads', async (t) => {
+  const config = loadConfig(write('good.yaml', good));
+  t.equal(config.nodeId, 'compute-01');
+  t.equal(config.stateDir, path.join(dir, 'state'), 'relative state_dir resolves beside the file');
+  t.same(config.listen.tcp, [{ host: '127.0.0.1', port: 2049 }]);
+  t.equal(config.grants.length, 2);
+  t.equal(config.grants[0]!.squash, 'none');
+  t.equal(config.grants[1]!.squash, 'root', 'squash defaults to root');
+  t.equal(config.grants[1]!.anonUid, 65534);
+  t.equal(config.grants[1]!.access, 'ro');
+});
+
+function problems(raw: unknown): string[] {
+  try {
+    parseConfig(raw, 'x.yaml');
+  } catch (error) {
+    t.type(error, ConfigError);
+    t.equal((error as ConfigError).code, 'CONFIG_INVALID');
+    return (error as ConfigError).problems;
+  }
+  throw new Error('expected a ConfigError');
+}
+
+const base = () => ({
+  node_id: 'n1',
+  state_dir: '/tmp/s',
+  listen: { tcp: [{ host: '127.0.0.1', port: 2049 }] },
+  backends: [{ id: 'b', type: 'local', path: '/srv' }],
+  grants: [{ id: 'g', share: 's', backend: 'b', path: 's', guest: { tcp: '127.0.0.1' } }],
+});
+
+t.test('bad fields are named', async (t) => {
+  const cases: [string, (c: any) => void, RegExp][] = [
+    ['missing node_id', (c) => delete c.node_id, /^node_id: is required/],
+    ['bad access', (c) => (c.grants[0].access = 'rwx'), /^grants\[0\]\.access: must be one of rw, ro/],
+    ['bad squash', (c) => (c.grants[0].squash = 'no'), /^grants\[0\]\.squash: must be one of none, root, all/],
+    ['unknown field', (c) => (c.grants[0].colour = 1), /^grants\[0\]\.colour: is not a known field/],
+    ['two guest kinds', (c) => (c.grants[0].guest = { tcp: '127.0.0.1', cid: 3 }), /^grants\[0\]\.guest: must have exactly one/],
+    ['port range', (c) => (c.listen.tcp[0].port = 70000), /^listen\.tcp\[0\]\.port: must be <= 65535/],
+    ['unknown backend', (c) => (c.grants[0].backend = 'nope'), /^grants\[0\]\.backend: no backend with id nope/],
+    ['dotdot path', (c) => (c.grants[0].path = 'a/../../etc'), /^grants\[0\]\.path: must not contain '\.\.'/],
+    ['tcp not an address', (c) => (c.grants[0].guest = { tcp: 'example.com' }), /^grants\[0\]\.guest\.tcp: example\.com is not an IP address/],
+    ['duplicate grant id', (c) => c.grants.push({ ...c.grants[0], guest: { tcp: '10.0.0.9' } }), /^grants\[1\]\.id: duplicate grant id g/],
+    ['share in two places', (c) => c.grants.push({ ...c.grants[0], id: 'g2', path: 'other' }), /^grants\[1\]\.path: share s is b:s/],
+    ['bad share id', (c) => (c.grants[0].share = '../x'), /^grants\[0\]\.share: must be letters/],
+    ['no listener', (c) => (c.listen = {}), /^listen: needs at least one listener/],
+    ['not yet: vsock', (c) => (c.listen.vsock = [{ port: 2049 }]), /^listen\.vsock: vsock listeners are not available/],
+    ['not yet: cephfs', (c) => c.backends.push({ id: 'c', type: 'cephfs' }), /^backends\[1\]\.type: backend type cephfs is not available/],
+  ];
+  for (const [name, mutate, expected] of cases) {
+    const raw = base();
+    mutate(raw);
+    const found = problems(raw);
+    t.ok(found.some((p) => expected.test(p)), `${name}: ${found.join(' | ')}`);
+  }
+});
+
+t.test('YAML syntax errors and unreadable files', async (t) => {
+  t.throws(() => loadConfig(write('bad.yaml', 'node_id: [\n')), { code: 'CONFIG_INVALID' });
+  t.throws(() => loadConfig(write('dup.yaml', 'node_id: a\nnode_id: b\n')), { code: 'CONFIG_INVALID' });
+  t.throws(() => loadConfig(path.join(dir, 'missing.yaml')), { code: 'CONFIG_INVALID', message: /cannot read: ENOENT/ });
+});
