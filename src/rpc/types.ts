@@ -90,6 +90,12 @@ export interface RpcCall {
 export interface ConnectionInfo {
   readonly id: number;
   readonly peer: Peer;
+  /**
+   * The port of the listener this connection arrived on (TCP port, vsock port, or the port a
+   * hybrid vsock socket stands for); undefined when the transport has none. PORTMAP's GETPORT
+   * answers it, since one port serves every program.
+   */
+  readonly localPort?: number;
   /** Closes this connection (e.g. a guest left without grants). */
   close(reason: string): void;
 }

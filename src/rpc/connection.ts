@@ -1,0 +1,261 @@
+// One RPC connection over any Duplex (TCP, vsock, UNIX socket): record marking in, dispatch of
+// every record concurrently, replies out as soon as each is ready (out of order: RFC 5531 matches
+// them by xid), with flow control both ways:
+//   - at most maxCallsInFlight calls run at once; reaching it pauses reading the socket, and
+//     records already read wait in a queue bounded by one chunk;
+//   - when socket.write reports a full buffer, reading stops until 'drain', so a peer that sends
+//     calls without reading replies stalls itself instead of filling our memory.
+// Records read before a pause wait in a queue (bounded by one chunk) and are started only while
+// both conditions allow. Replies finishing in the same tick are written under one cork (one syscall, one segment).
+
+import { EventEmitter } from 'node:events';
+import { performance } from 'node:perf_hooks';
+import type { Duplex } from 'node:stream';
+import type { Logger } from 'pino';
+import type { RpcDispatcher } from './dispatch.js';
+import { RecordError, RecordReader } from './record.js';
+import { peerIdentity, type ConnectionInfo, type Peer } from './types.js';
+
+export const DEFAULT_MAX_CALLS_IN_FLIGHT = 64;
+export const DEFAULT_IDLE_TIMEOUT_MS = 5 * 60 * 1000;
+
+export interface RpcConnectionOptions {
+  /** Largest record accepted; a larger one closes the connection. Default DEFAULT_MAX_RECORD_SIZE. */
+  maxRecordSize?: number;
+  /** Most fragments per record. Default DEFAULT_MAX_FRAGMENTS. */
+  maxFragments?: number;
+  /** Calls dispatched at once before reading pauses. Default 64. */
+  maxCallsInFlight?: number;
+  /**
+   * Close after this long with no call in flight and no bytes either way (or with replies waiting
+   * on a peer that does not read them); 0 disables. Default 5 min.
+   */
+  idleTimeoutMs?: number;
+  /** The port of the listener the connection arrived on (ConnectionInfo.localPort). */
+  localPort?: number;
+}
+
+let nextConnectionId = 1;
+
+export interface RpcConnection {
+  on(event: 'close', listener: (reason: string) => void): this;
+  once(event: 'close', listener: (reason: string) => void): this;
+  off(event: 'close', listener: (reason: string) => void): this;
+  emit(event: 'close', reason: string): boolean;
+}
+
+/** Emits 'close' (reason) exactly once, whoever closed it. */
+export class RpcConnection extends EventEmitter implements ConnectionInfo {
+  readonly id: number;
+  readonly peer: Peer;
+  readonly localPort: number | undefined;
+
+  private readonly socket: Duplex;
+  private readonly dispatcher: RpcDispatcher;
+  private readonly logger: Logger;
+  private readonly reader: RecordReader;
+  private readonly maxCallsInFlight: number;
+  private readonly idleTimeoutMs: number;
+
+  private inFlight = 0;
+  /** Records read while maxCallsInFlight calls were running. */
+  private readonly waiting: Buffer[] = [];
+  private readPaused = false;
+  private writeBlocked = false;
+  private corked = false;
+  private readEnded = false;
+  private closedReason: string | null = null;
+  private lastActivity = performance.now();
+  private idleTimer: NodeJS.Timeout | null = null;
+
+  constructor(socket: Duplex, peer: Peer, dispatcher: RpcDispatcher, logger: Logger, options: RpcConnectionOptions = {}) {
+    super();
+    this.id = nextConnectionId++;
+    this.peer = peer;
+    this.localPort = options.localPort;
+    this.socket = socket;
+    this.dispatcher = dispatcher;
+    this.logger = logger.child({ conn: this.id, peer: peerIdentity(peer) });
+    this.maxCallsInFlight = Math.max(1, options.maxCallsInFlight ?? DEFAULT_MAX_CALLS_IN_FLIGHT);
+    this.idleTimeoutMs = options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS;
+    const readerOptions: { maxRecordSize?: number; maxFragments?: number } = {};
+    if (options.maxRecordSize !== undefined) readerOptions.maxRecordSize = options.maxRecordSize;
+    if (options.maxFragments !== undefined) readerOptions.maxFragments = options.maxFragments;
+    this.reader = new RecordReader((record) => this.onRecord(record), readerOptions);
+
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('drain', () => this.onDrain());
+    socket.on('end', () => this.onEnd());
+    socket.on('error', (err: NodeJS.ErrnoException) => this.onError(err));
+    socket.on('close', () => this.close('socket closed'));
+    if (this.idleTimeoutMs > 0) this.armIdleTimer(this.idleTimeoutMs);
+    this.logger.debug({ localPort: this.localPort }, 'RPC connection open');
+    if (socket.destroyed) this.close('socket closed');
+  }
+
+  get callsInFlight(): number {
+    return this.inFlight;
+  }
+
+  get closed(): boolean {
+    return this.closedReason !== null;
+  }
+
+  /** Why the connection closed, or null while open. */
+  get closeReason(): string | null {
+    return this.closedReason;
+  }
+
+  /** Close now: replies still being computed are discarded. Idempotent. */
+  close(reason: string): void {
+    if (this.closedReason !== null) return;
+    this.closedReason = reason;
+    if (this.idleTimer !== null) {
+      clearTimeout(this.idleTimer);
+      this.idleTimer = null;
+    }
+    this.waiting.length = 0;
+    this.socket.destroy();
+    this.logger.debug({ reason, callsInFlight: this.inFlight }, 'RPC connection closed');
+    this.emit('close', reason);
+  }
+
+  private onData(chunk: Buffer): void {
+    if (this.closedReason !== null) return;
+    this.lastActivity = performance.now();
+    try {
+      this.reader.push(chunk);
+    } catch (err) {
+      if (err instanceof RecordError) {
+        this.logger.warn({ code: err.code, limit: this.reader.maxRecordSize }, 'closing RPC connection: %s', err.message);
+        this.close(err.code);
+        return;
+      }
+      throw err;
+    }
+    this.updateFlow();
+  }
+
+  private onRecord(record: Buffer): void {
+    if (this.closedReason !== null) return;
+    if (this.waiting.length === 0 && this.canStart()) {
+      this.start(record);
+    } else {
+      this.waiting.push(record);
+    }
+  }
+
+  /** A new call may run: below the cap, and the peer is reading what we already answered. */
+  private canStart(): boolean {
+    return this.inFlight < this.maxCallsInFlight && !this.writeBlocked;
+  }
+
+  private startWaiting(): void {
+    while (this.waiting.length > 0 && this.canStart()) this.start(this.waiting.shift()!);
+  }
+
+  private start(record: Buffer): void {
+    this.inFlight += 1;
+    this.dispatcher.dispatch(record, this.peer, this).then(
+      (reply) => this.finishCall(reply),
+      (err: unknown) => {
+        // dispatch() never rejects; if it does, the caller would wait for a reply forever, so
+        // closing makes the client reconnect and retransmit.
+        this.logger.error({ err }, 'RPC dispatch rejected');
+        this.finishCall(null);
+        this.close('dispatch failed');
+      },
+    );
+  }
+
+  private finishCall(reply: Buffer | null): void {
+    this.inFlight -= 1;
+    if (this.closedReason !== null) return;
+    this.lastActivity = performance.now();
+    if (reply !== null) this.write(reply);
+    this.startWaiting();
+    this.updateFlow();
+    this.endIfDone();
+  }
+
+  private write(reply: Buffer): void {
+    const socket = this.socket;
+    if (socket.writableEnded || socket.destroyed) return;
+    if (!this.corked) {
+      this.corked = true;
+      socket.cork();
+      process.nextTick(this.uncork);
+    }
+    if (!socket.write(reply) && !this.writeBlocked) {
+      this.writeBlocked = true;
+      this.updateFlow();
+    }
+  }
+
+  private readonly uncork = (): void => {
+    this.corked = false;
+    this.socket.uncork();
+  };
+
+  private onDrain(): void {
+    this.writeBlocked = false;
+    if (this.closedReason !== null) return;
+    this.lastActivity = performance.now();
+    this.startWaiting();
+    this.updateFlow();
+    this.endIfDone();
+  }
+
+  /** Pause reading while the calls cap is reached or the socket's write buffer is full. */
+  private updateFlow(): void {
+    if (this.closedReason !== null) return;
+    const pause = this.writeBlocked || this.inFlight + this.waiting.length >= this.maxCallsInFlight;
+    if (pause && !this.readPaused) {
+      this.readPaused = true;
+      this.socket.pause();
+    } else if (!pause && this.readPaused) {
+      this.readPaused = false;
+      this.socket.resume();
+    }
+  }
+
+  /** The peer sent FIN: answer what it asked, then close our side. */
+  private onEnd(): void {
+    this.readEnded = true;
+    this.endIfDone();
+  }
+
+  private endIfDone(): void {
+    if (!this.readEnded || this.inFlight > 0 || this.waiting.length > 0) return;
+    if (!this.socket.writableEnded) this.socket.end();
+  }
+
+  private onError(err: NodeJS.ErrnoException): void {
+    // Resets and broken pipes are how peers leave; nothing an operator needs at info.
+    this.logger.debug({ code: err.code, err }, 'RPC connection socket error');
+    this.close(`socket error${err.code ? `: ${err.code}` : ''}`);
+  }
+
+  private armIdleTimer(delayMs: number): void {
+    this.idleTimer = setTimeout(this.checkIdle, delayMs);
+    this.idleTimer.unref();
+  }
+
+  private readonly checkIdle = (): void => {
+    this.idleTimer = null;
+    if (this.closedReason !== null) return;
+    // Calls still running keep a connection alive, unless the peer has stopped reading replies:
+    // then the time since it last took any (drain) counts as idle.
+    if ((this.inFlight > 0 || this.waiting.length > 0) && !this.writeBlocked) {
+      this.armIdleTimer(this.idleTimeoutMs);
+      return;
+    }
+    const idleFor = performance.now() - this.lastActivity;
+    if (idleFor >= this.idleTimeoutMs) {
+      this.logger.debug({ idleMs: Math.round(idleFor) }, 'closing idle RPC connection');
+      this.close('idle');
+    } else {
+      this.armIdleTimer(Math.max(1, Math.ceil(this.idleTimeoutMs - idleFor)));
+    }
+  };
+}

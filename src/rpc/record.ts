@@ -1,0 +1,183 @@
+// RPC record marking over a byte stream (RFC 5531 section 11).
+//
+// A record is a sequence of fragments; each fragment is a 4-byte header (high bit: last
+// fragment; low 31 bits: fragment length) followed by that many bytes. The reader below is an
+// explicit state machine in the manner of websockets/ws lib/receiver.js: it is fed chunks as they
+// arrive and steps between two states, FRAGMENT_HEADER and FRAGMENT_BODY, consuming exactly what
+// each needs. It knows nothing of sockets, so tests drive it byte by byte.
+//
+// Copies: a record whose bytes arrived in one chunk is handed out as a subarray of that chunk;
+// one spread over several chunks or fragments is gathered as views and concatenated once.
+
+/** Bytes of the record mark in front of every fragment. */
+export const RECORD_MARK_SIZE = 4;
+
+/** High bit of the record mark: this fragment is the last of its record. */
+export const LAST_FRAGMENT = 0x8000_0000;
+
+/** Largest fragment length a record mark can carry (31 bits). */
+export const MAX_FRAGMENT_LENGTH = 0x7fff_ffff;
+
+/** A 1 MiB READ/WRITE payload plus generous room for the RPC and NFS headers around it. */
+export const DEFAULT_MAX_RECORD_SIZE = 1024 * 1024 + 64 * 1024;
+
+/**
+ * Fragments one record may span. Real clients send one fragment (Linux, libnfs) or a few hundred
+ * (libtirpc splits at its send buffer size); the cap bounds the views kept per record, which a
+ * peer sending one-byte fragments could otherwise multiply by the full record size.
+ */
+export const DEFAULT_MAX_FRAGMENTS = 4096;
+
+export type RecordErrorCode = 'RPC_RECORD_TOO_LARGE' | 'RPC_RECORD_TOO_MANY_FRAGMENTS';
+
+/**
+ * A protocol violation of the record layer. The stream cannot be resynchronised after it, so the
+ * connection that produced it is closed (only that one).
+ */
+export class RecordError extends Error {
+  readonly code: RecordErrorCode;
+  constructor(code: RecordErrorCode, message: string) {
+    super(message);
+    this.name = 'RecordError';
+    this.code = code;
+  }
+}
+
+export interface RecordReaderOptions {
+  /** Largest record accepted, in bytes (sum of its fragments). Default DEFAULT_MAX_RECORD_SIZE. */
+  maxRecordSize?: number;
+  /** Most fragments one record may span. Default DEFAULT_MAX_FRAGMENTS. */
+  maxFragments?: number;
+}
+
+const FRAGMENT_HEADER = 0;
+const FRAGMENT_BODY = 1;
+
+/**
+ * Reassembles records from a byte stream. `push` each chunk; complete records are passed to
+ * `onRecord` synchronously, in order. A violation throws RecordError from `push`, and every later
+ * `push` throws the same error.
+ *
+ * Empty records (a last fragment closing a record of 0 bytes in total) are dropped silently: they
+ * hold no xid, so there is nothing to answer, and they cost the sender as much as us. Zero-length
+ * fragments that are not last are legal and simply skipped.
+ */
+export class RecordReader {
+  readonly maxRecordSize: number;
+  readonly maxFragments: number;
+
+  private state = FRAGMENT_HEADER;
+  /** A fragment header split across chunks is gathered here. */
+  private readonly header = Buffer.alloc(RECORD_MARK_SIZE);
+  private headerFill = 0;
+  /** Bytes of the current fragment still to come. */
+  private fragmentRemaining = 0;
+  private lastFragment = false;
+  /** Views on the bytes of the record so far, and their total length. */
+  private pieces: Buffer[] = [];
+  private recordLength = 0;
+  /** Announced length of the record so far (all fragment headers seen), checked against the limit. */
+  private announced = 0;
+  private fragments = 0;
+  private failure: RecordError | null = null;
+
+  constructor(
+    private readonly onRecord: (record: Buffer) => void,
+    options: RecordReaderOptions = {},
+  ) {
+    this.maxRecordSize = options.maxRecordSize ?? DEFAULT_MAX_RECORD_SIZE;
+    this.maxFragments = options.maxFragments ?? DEFAULT_MAX_FRAGMENTS;
+  }
+
+  /** Bytes of an incomplete record currently held (header bytes included). */
+  get bufferedBytes(): number {
+    return this.recordLength + this.headerFill;
+  }
+
+  push(chunk: Buffer): void {
+    if (this.failure !== null) throw this.failure;
+    const length = chunk.length;
+    let at = 0;
+    while (at < length) {
+      if (this.state === FRAGMENT_HEADER) {
+        let mark: number;
+        if (this.headerFill === 0 && length - at >= RECORD_MARK_SIZE) {
+          mark = chunk.readUInt32BE(at);
+          at += RECORD_MARK_SIZE;
+        } else {
+          const take = Math.min(RECORD_MARK_SIZE - this.headerFill, length - at);
+          chunk.copy(this.header, this.headerFill, at, at + take);
+          this.headerFill += take;
+          at += take;
+          if (this.headerFill < RECORD_MARK_SIZE) return;
+          this.headerFill = 0;
+          mark = this.header.readUInt32BE(0);
+        }
+        this.startFragment(mark);
+      } else {
+        const take = Math.min(this.fragmentRemaining, length - at);
+        // A whole chunk is kept as is; otherwise a view on the part that belongs to this fragment.
+        this.pieces.push(take === length ? chunk : chunk.subarray(at, at + take));
+        this.recordLength += take;
+        this.fragmentRemaining -= take;
+        at += take;
+        if (this.fragmentRemaining === 0) this.endFragment();
+      }
+    }
+  }
+
+  private startFragment(mark: number): void {
+    const fragmentLength = mark & MAX_FRAGMENT_LENGTH;
+    this.lastFragment = (mark & LAST_FRAGMENT) !== 0;
+    this.fragments += 1;
+    if (this.announced + fragmentLength > this.maxRecordSize) {
+      this.fail(
+        'RPC_RECORD_TOO_LARGE',
+        `record of at least ${this.announced + fragmentLength} bytes, limit ${this.maxRecordSize}`,
+      );
+    }
+    if (this.fragments > this.maxFragments) {
+      this.fail('RPC_RECORD_TOO_MANY_FRAGMENTS', `record of more than ${this.maxFragments} fragments`);
+    }
+    this.announced += fragmentLength;
+    this.fragmentRemaining = fragmentLength;
+    if (fragmentLength === 0) {
+      this.endFragment();
+    } else {
+      this.state = FRAGMENT_BODY;
+    }
+  }
+
+  private endFragment(): void {
+    this.state = FRAGMENT_HEADER;
+    if (!this.lastFragment) return;
+    const pieces = this.pieces;
+    const total = this.recordLength;
+    this.pieces = [];
+    this.recordLength = 0;
+    this.announced = 0;
+    this.fragments = 0;
+    if (total === 0) return; // empty record: dropped (see the class comment)
+    this.onRecord(pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces, total));
+  }
+
+  private fail(code: RecordErrorCode, message: string): never {
+    this.failure = new RecordError(code, message);
+    this.pieces = [];
+    this.recordLength = 0;
+    throw this.failure;
+  }
+}
+
+/**
+ * Fill in the record mark of a reply built with its first RECORD_MARK_SIZE bytes reserved: one
+ * fragment, the last. Returns the same buffer.
+ */
+export function setRecordMark(reply: Buffer): Buffer {
+  const fragmentLength = reply.length - RECORD_MARK_SIZE;
+  if (fragmentLength < 0 || fragmentLength > MAX_FRAGMENT_LENGTH) {
+    throw new RangeError(`reply of ${reply.length} bytes cannot be one record fragment`);
+  }
+  reply.writeUInt32BE((LAST_FRAGMENT | fragmentLength) >>> 0, 0);
+  return reply;
+}
