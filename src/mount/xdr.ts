@@ -1,0 +1,19 @@
+// Codecs shared by the MOUNT procedures (RFC 1813 section 5.1).
+import type { XdrReader, XdrWriter } from '../rpc/xdr.js';
+import { MNTNAMLEN, MNTPATHLEN } from './types.js';
+
+/** dirpath: string<MNTPATHLEN>. Longer is not a valid dirpath: garbage. */
+export function decodeDirpath(r: XdrReader): string {
+  return r.string(MNTPATHLEN);
+}
+
+/** name: string<MNTNAMLEN>, cut to the limit so the reply stays valid XDR for strict decoders. */
+export function encodeName(w: XdrWriter, value: string): void {
+  const bytes = Buffer.from(value, 'utf8');
+  w.opaque(bytes.length > MNTNAMLEN ? bytes.subarray(0, MNTNAMLEN) : bytes);
+}
+
+export function encodeDirpath(w: XdrWriter, value: string): void {
+  const bytes = Buffer.from(value, 'utf8');
+  w.opaque(bytes.length > MNTPATHLEN ? bytes.subarray(0, MNTPATHLEN) : bytes);
+}

@@ -1,0 +1,105 @@
+// RFC 1813 section 3.3.17: READDIRPLUS3res NFSPROC3_READDIRPLUS(READDIRPLUS3args) = 17.
+//   struct READDIRPLUS3args { nfs_fh3 dir; cookie3 cookie; cookieverf3 cookieverf;
+//                             count3 dircount; count3 maxcount; };
+//   struct entryplus3 { fileid3 fileid; filename3 name; cookie3 cookie;
+//                       post_op_attr name_attributes; post_op_fh3 name_handle; entryplus3 *nextentry; };
+//   struct dirlistplus3 { entryplus3 *entries; bool eof; };
+//   struct READDIRPLUS3resok { post_op_attr dir_attributes; cookieverf3 cookieverf; dirlistplus3 reply; };
+//   struct READDIRPLUS3resfail { post_op_attr dir_attributes; };
+//
+// maxcount bounds the whole reply (we count from the status word). dircount bounds "the directory
+// information" without attributes and handles: we count each entry's fileid, name and cookie. The
+// first entry is always allowed past dircount (only maxcount can make a reply TOOSMALL), and a
+// dircount of 0 means no separate limit: the RFC leaves dircount a hint, and Linux knfsd ignores it.
+import type { ProcedureHandler } from '../rpc/types.js';
+import type { XdrReader, XdrWriter } from '../rpc/xdr.js';
+import type { NfsFileService, ReaddirPlusResult } from '../fs/types.js';
+import { Nfs3Status } from './types.js';
+import { callerOf } from './caller.js';
+import { DIRLIST3_TAIL, NFS3_READDIR_MAX } from './readdir.js';
+import {
+  decodeNfsFh,
+  decodeVerifier,
+  encodePostOpAttr,
+  encodePostOpFh3,
+  encodeVerifier,
+  opaqueSize,
+  postOpAttrSize,
+  postOpFh3Size,
+} from './xdr.js';
+
+export interface Readdirplus3Args {
+  dir: Buffer;
+  cookie: bigint;
+  cookieverf: Buffer;
+  dircount: number;
+  maxcount: number;
+}
+
+export function decodeReaddirplus3Args(r: XdrReader): Readdirplus3Args {
+  const dir = decodeNfsFh(r);
+  const cookie = r.uint64();
+  const cookieverf = decodeVerifier(r);
+  const dircount = r.uint32();
+  const maxcount = r.uint32();
+  return { dir, cookie, cookieverf, dircount, maxcount };
+}
+
+/** The dircount-relevant bytes of one entry: fileid, name, cookie. */
+export function entryplus3DirSize(nameLength: number): number {
+  return 8 + opaqueSize(nameLength) + 8;
+}
+
+/** READDIRPLUS3res fitted into maxcount (whole reply) and dircount (names and cookies). */
+export function encodeReaddirplus3Res(w: XdrWriter, res: ReaddirPlusResult, dircount: number, maxcount: number): void {
+  const start = w.offset;
+  if (res.status !== Nfs3Status.NFS3_OK) {
+    w.uint32(res.status);
+    encodePostOpAttr(w, res.dirAttr);
+    return;
+  }
+  const budget = Math.min(maxcount, NFS3_READDIR_MAX);
+  const dirBudget = dircount === 0 ? Infinity : dircount;
+  w.uint32(Nfs3Status.NFS3_OK);
+  encodePostOpAttr(w, res.dirAttr);
+  encodeVerifier(w, res.cookieVerifier);
+  let used = w.offset - start;
+  let dirUsed = 0;
+  let written = 0;
+  if (used + DIRLIST3_TAIL <= budget) {
+    for (const entry of res.entries) {
+      const dirSize = entryplus3DirSize(entry.name.length);
+      const size = 4 + dirSize + postOpAttrSize(entry.attr) + postOpFh3Size(entry.handle);
+      if (used + size + DIRLIST3_TAIL > budget) break;
+      if (written > 0 && dirUsed + dirSize > dirBudget) break;
+      w.bool(true);
+      w.uint64(entry.fileid);
+      w.opaque(entry.name);
+      w.uint64(entry.cookie);
+      encodePostOpAttr(w, entry.attr);
+      encodePostOpFh3(w, entry.handle);
+      used += size;
+      dirUsed += dirSize;
+      written++;
+    }
+  }
+  if (used + DIRLIST3_TAIL > budget || (written === 0 && res.entries.length > 0)) {
+    // RFC 1813 section 3.3.17 (as 3.3.16): NFS3ERR_TOOSMALL when not even one entry fits.
+    w.offset = start;
+    w.uint32(Nfs3Status.NFS3ERR_TOOSMALL);
+    encodePostOpAttr(w, res.dirAttr);
+    return;
+  }
+  w.bool(false);
+  w.bool(written === res.entries.length ? res.eof : false);
+}
+
+export function readdirplus(fs: NfsFileService): ProcedureHandler {
+  return async (call, reply) => {
+    const args = decodeReaddirplus3Args(call.args);
+    const maxcount = Math.min(args.maxcount, NFS3_READDIR_MAX);
+    const dircount = Math.min(args.dircount, NFS3_READDIR_MAX);
+    const res = await fs.readdirplus(callerOf(call), args.dir, args.cookie, args.cookieverf, dircount, maxcount);
+    encodeReaddirplus3Res(reply, res, dircount, maxcount);
+  };
+}
