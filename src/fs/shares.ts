@@ -4,15 +4,14 @@
 // top of the share, where `..` stays put. Objects the guests name by handle are opened on demand
 // (open_by_handle_at, O_PATH) and cached by handle with a reference count, so a descriptor is never
 // closed while an operation is using it.
+import { openSync, constants as fsConstants } from 'node:fs';
 import { realpath } from 'node:fs/promises';
 import path from 'node:path';
-import { constants } from 'node:os';
 import type { FsBridge, KernelHandle, NativeStat } from '../native/fsbridge.js';
 import { HandleCodec } from './handle.js';
 import { isDirectory } from './attributes.js';
 
 const O_PATH = 0o10000000;
-const O_DIRECTORY = 0o200000;
 
 export interface ShareRoot {
   readonly id: string;
@@ -101,12 +100,15 @@ export class ShareRegistry {
     if (hostPath !== root && !hostPath.startsWith(root.endsWith('/') ? root : `${root}/`)) {
       throw new ShareOpenError('SHARE_PATH_ESCAPES', `share ${shareId}: ${sharePath} resolves outside backend ${backend}`);
     }
-    const opened = await this.native.openPath(hostPath, O_DIRECTORY);
-    if (opened.err !== 0) {
-      const code = opened.err === constants.errno.ENOTDIR ? 'SHARE_NOT_DIRECTORY' : 'SHARE_PATH_MISSING';
-      throw new ShareOpenError(code, `share ${shareId}: cannot open ${hostPath} (errno ${opened.err})`);
+    // A real directory descriptor, not O_PATH: open_by_handle_at refuses an O_PATH mount fd.
+    let fd: number;
+    try {
+      fd = openSync(hostPath, fsConstants.O_RDONLY | fsConstants.O_DIRECTORY | fsConstants.O_NOFOLLOW);
+    } catch (error) {
+      const errno = (error as NodeJS.ErrnoException).code;
+      const code = errno === 'ENOTDIR' || errno === 'ELOOP' ? 'SHARE_NOT_DIRECTORY' : 'SHARE_PATH_MISSING';
+      throw new ShareOpenError(code, `share ${shareId}: cannot open ${hostPath} (${errno})`);
     }
-    const fd = opened.fd;
     const [stat, handle] = await Promise.all([this.native.fstat(fd), this.native.nameToHandle(fd, null)]);
     if (stat.err !== 0 || !stat.stat || !isDirectory(stat.stat)) {
       this.native.close(fd);
