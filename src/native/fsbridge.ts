@@ -150,14 +150,23 @@ export interface StatfsResult {
 export interface FsBridge {
   /** name_to_handle_at(dirFd, name | "" with AT_EMPTY_PATH, 0): no symlink following. */
   nameToHandle(dirFd: number, name: Buffer | null): Promise<HandleResult>;
-  /** open_by_handle_at(mountFd, handle, flags) as the daemon (needs CAP_DAC_READ_SEARCH). */
+  /**
+   * open_by_handle_at(mountFd, handle, flags | O_CLOEXEC) as the daemon (needs CAP_DAC_READ_SEARCH).
+   * The kernel refuses an O_PATH mountFd (EBADF); one is accepted here but costs a reopen through
+   * /proc/self/fd on every call, so pass a real fd on the mount (e.g. the share root opened with
+   * fs.openSync(root, O_RDONLY | O_DIRECTORY | O_NOFOLLOW)).
+   */
   openByHandle(mountFd: number, handle: KernelHandle, flags: number): Promise<{ err: number; fd: number }>;
   /** open(path, O_PATH | O_NOFOLLOW | flags) as the daemon: share roots. */
   openPath(path: string, flags: number): Promise<{ err: number; fd: number }>;
   close(fd: number): void;
   /** fstatat(fd, "", AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW). */
   fstat(fd: number): Promise<StatResult>;
-  /** As creds: name_to_handle_at + fstatat(dirFd, name, AT_SYMLINK_NOFOLLOW); search permission checked by the kernel. */
+  /**
+   * As creds: openat(dirFd, name, O_PATH | O_NOFOLLOW), then fstat and name_to_handle_at of that one
+   * fd (so handle and stat are of the same object); search permission checked by the kernel.
+   * If only the handle fails (a filesystem without handles), err is its errno and stat is present.
+   */
   lookup(creds: Uint32Array | null, dirFd: number, name: Buffer): Promise<ObjectResult>;
   /**
    * As creds: which of R_OK (4), W_OK (2), X_OK (1) the caller has on the object, by
@@ -187,9 +196,14 @@ export interface FsBridge {
   /** As the daemon: fsync the object's data and metadata (COMMIT). */
   fsync(pathFd: number): Promise<{ err: number; before?: NativeStat; after?: NativeStat }>;
   /**
-   * As creds: openat(dirFd, name, O_CREAT | O_WRONLY | O_NOFOLLOW | (exclusive ? O_EXCL : 0), mode),
-   * close, then the new object found by name. err EEXIST with exclusive: the object is still
-   * returned in `object` when it exists, so EXCLUSIVE CREATE can compare its verifier.
+   * As creds: openat(dirFd, name, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW, mode), close; `object`
+   * is the new file. An existing name is never opened (a FIFO would block, a device would be
+   * opened, and knfsd grants UNCHECKED create without write permission on the file): with
+   * exclusive, err EEXIST; without, err 0 if it is a regular file (no truncation: size is the
+   * caller's SETATTR) and EEXIST otherwise. `object` describes the existing object in all of these
+   * cases, so EXCLUSIVE CREATE can compare its verifier.
+   * CREATE, MKDIR, MKNOD: the mode is applied exactly (the thread's umask is 0 while creating, as
+   * in knfsd: the client has applied its umask already); setgid directories still apply.
    */
   create(creds: Uint32Array | null, dirFd: number, name: Buffer, mode: number, exclusive: boolean): Promise<CreateResult>;
   mkdir(creds: Uint32Array | null, dirFd: number, name: Buffer, mode: number): Promise<CreateResult>;
@@ -210,7 +224,8 @@ export interface FsBridge {
   /**
    * As creds: open the directory for reading (through /proc/self/fd/<pathFd>, O_RDONLY | O_DIRECTORY),
    * lseek to cookie (0 = start), getdents64 until maxEntries entries or the end; with plus, each
-   * entry's handle (name_to_handle_at) and attributes (fstatat, no follow).
+   * entry's handle and attributes as lookup finds them (one O_PATH open of the name, no follow,
+   * relative to the opened directory; absent when that fails).
    */
   readdir(creds: Uint32Array | null, pathFd: number, cookie: bigint, maxEntries: number, plus: boolean): Promise<ReaddirResult>;
   /** fstatfs on the object. */

@@ -1,0 +1,26 @@
+// manila_native: the few Linux syscalls Node lacks, for the NFS data path (see
+// src/native/fsbridge.ts for the TypeScript contract).
+#include <napi.h>
+
+#include "common.h"
+#include "creds.h"
+
+namespace manila {
+
+AddonData* GetAddonData(Napi::Env env) { return env.GetInstanceData<AddonData>(); }
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  InitDaemonCreds();
+  env.SetInstanceData<AddonData>(new AddonData());  // deleted by Node with the environment
+  InitHandles(env, exports);
+  InitIo(env, exports);
+  InitFsOps(env, exports);
+  InitReaddir(env, exports);
+  return exports;
+}
+
+}  // namespace manila
+
+static Napi::Object InitModule(Napi::Env env, Napi::Object exports) { return manila::Init(env, exports); }
+
+NODE_API_MODULE(manila_native, InitModule)

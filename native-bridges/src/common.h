@@ -1,0 +1,187 @@
+// Shared pieces of the addon: the promise worker, argument parsing, result conversion and the
+// small syscall helpers every operation uses.
+//
+// Threading rule: everything named Run()/…Fd()/Lookup…() runs on a libuv threadpool thread and
+// touches no JS value; everything taking a Napi::Env runs on the main thread.
+#pragma once
+
+#include <napi.h>
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cstdint>
+#include <string>
+#include <utility>
+
+#include "creds.h"
+
+namespace manila {
+
+constexpr unsigned kMaxHandleBytes = 128;  // MAX_HANDLE_SZ
+
+// ---------------------------------------------------------------- worker-side data and helpers
+
+/** A struct stat that may be missing (its fstat failed). */
+struct OptStat {
+  bool ok = false;
+  struct stat st;
+};
+
+struct HandleData {
+  bool ok = false;
+  int type = 0;
+  unsigned len = 0;
+  int mountId = 0;
+  unsigned char bytes[kMaxHandleBytes];
+};
+
+/** An ObjectResult: err plus what could be had of handle and attributes. */
+struct ObjectData {
+  bool present = false;  // include it in the JS result at all
+  int err = 0;
+  HandleData handle;
+  OptStat stat;
+};
+
+/** Owns a file descriptor; closes it (once) on every path. */
+class Fd {
+ public:
+  Fd() = default;
+  explicit Fd(int fd) : fd_(fd) {}
+  ~Fd() { reset(); }
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  int get() const { return fd_; }
+  bool ok() const { return fd_ >= 0; }
+  void reset(int fd = -1);
+
+ private:
+  int fd_ = -1;
+};
+
+/** fstatat(fd, "", AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW); 0 or errno. */
+int StatFd(int fd, struct stat* st);
+/** As StatFd, into an OptStat (absent on failure). */
+void StatFdOpt(int fd, OptStat* out);
+/** name_to_handle_at(dirfd, name, ..., flags); 0 or errno. */
+int HandleAt(int dirfd, const char* name, int flags, HandleData* out);
+/**
+ * Finds `name` in `dirfd` without following a symlink: one O_PATH open, so the handle and the
+ * attributes are of the same object even if the name is replaced concurrently. Fills `out`
+ * (present = true) and returns out->err.
+ */
+int LookupObject(int dirfd, const char* name, ObjectData* out);
+/** Handle and attributes of an already open fd. */
+int ObjectOfFd(int fd, ObjectData* out);
+/**
+ * Opens the regular file behind O_PATH `pathFd` (through /proc/self/fd) with `flags`, as the
+ * guard's caller, with the NFS owner override: if the caller is refused (EACCES) but owns the file
+ * (`owner`), it is opened as the daemon instead, as knfsd does (RFC 1813 4.4: the owner may read
+ * and write a file whose mode denies it). The caller must have checked that pathFd is a regular
+ * file: the reopen follows the magic link. 0 or errno.
+ */
+int ReopenWithOwnerOverride(CredGuard& guard, const Creds& creds, int pathFd, int flags, uid_t owner, Fd* out);
+/** "/proc/self/fd/<fd>" into buf (at least 32 bytes). */
+void ProcFdPath(int fd, char* buf, size_t size);
+/** EINVAL unless `name` is one path component: non-empty, <= 255 bytes, no '/', no NUL;
+ *  "." and ".." only when allowDots. */
+int ValidateName(const std::string& name, bool allowDots);
+/** Retries a syscall-style call while it fails with EINTR. */
+template <class F>
+auto RetryEintr(F f) -> decltype(f()) {
+  decltype(f()) r;
+  do {
+    r = f();
+  } while (r < 0 && errno == EINTR);
+  return r;
+}
+
+// ---------------------------------------------------------------- main-thread conversion
+
+Napi::Object StatToJs(Napi::Env env, const struct stat& st);
+/** Sets obj[key] to the stat when present. */
+void SetStat(Napi::Object obj, const char* key, const OptStat& st);
+Napi::Object HandleToJs(Napi::Env env, const HandleData& h);
+/** Sets handle/mountId/stat of `o` on obj (err not included). */
+void SetObjectFields(Napi::Object obj, const ObjectData& o);
+/** An ObjectResult object ({ err, handle?, mountId?, stat? }). */
+Napi::Object ObjectToJs(Napi::Env env, const ObjectData& o);
+
+// ---------------------------------------------------------------- argument parsing
+// Each returns false after throwing a TypeError (misuse of the API, a bug in the caller).
+
+bool ArgFd(const Napi::CallbackInfo& info, size_t i, const char* what, int* out);
+bool ArgUint32(const Napi::CallbackInfo& info, size_t i, const char* what, uint32_t* out);
+bool ArgBool(const Napi::CallbackInfo& info, size_t i, const char* what, bool* out);
+bool ArgU64(const Napi::CallbackInfo& info, size_t i, const char* what, uint64_t* out);
+/** A Buffer/Uint8Array copied into a string (names, symlink targets). */
+bool ArgBytes(const Napi::CallbackInfo& info, size_t i, const char* what, std::string* out);
+/** null/undefined (act as the daemon) or Uint32Array [uid, gid, ...groups]. */
+bool ArgCreds(const Napi::CallbackInfo& info, size_t i, Creds* out);
+Napi::Value ThrowType(Napi::Env env, const std::string& message);
+
+// ---------------------------------------------------------------- promise workers
+
+/** An AsyncWorker whose completion resolves a promise with Result(). Never rejects. */
+class PromiseWorker : public Napi::AsyncWorker {
+ public:
+  explicit PromiseWorker(Napi::Env env)
+      : Napi::AsyncWorker(env, "manila_native"), deferred_(Napi::Promise::Deferred::New(env)) {}
+
+  /** Queues the work and returns its promise. The worker deletes itself when done. */
+  Napi::Value Start() {
+    Napi::Promise promise = deferred_.Promise();
+    Queue();
+    return promise;
+  }
+
+ protected:
+  virtual Napi::Value Result(Napi::Env env) = 0;
+  void OnOK() override { deferred_.Resolve(Result(Env())); }
+  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+};
+
+/**
+ * The generic worker: `Op` is a plain struct with `void Run()` (threadpool) and
+ * `Napi::Value Build(Napi::Env)` (main thread). Napi references it holds (kept-alive Buffers) are
+ * released on the main thread when the worker is deleted.
+ */
+template <class Op>
+class OpWorker final : public PromiseWorker {
+ public:
+  OpWorker(Napi::Env env, Op&& op) : PromiseWorker(env), op_(std::move(op)) {}
+
+ protected:
+  void Execute() override { op_.Run(); }
+  Napi::Value Result(Napi::Env env) override { return op_.Build(env); }
+
+ private:
+  Op op_;
+};
+
+template <class Op>
+Napi::Value StartOp(Napi::Env env, Op&& op) {
+  return (new OpWorker<Op>(env, std::forward<Op>(op)))->Start();
+}
+
+// ---------------------------------------------------------------- per-environment data
+
+/** What the addon keeps per Node environment (main thread or worker), as instance data. */
+struct AddonData {
+  /** Builds a READDIR page's entry objects from packed arrays in one call (see readdir.cc). */
+  Napi::FunctionReference readdirBuilder;
+};
+
+AddonData* GetAddonData(Napi::Env env);
+
+// ---------------------------------------------------------------- exports of each file
+
+void InitHandles(Napi::Env env, Napi::Object exports);
+void InitIo(Napi::Env env, Napi::Object exports);
+void InitFsOps(Napi::Env env, Napi::Object exports);
+void InitReaddir(Napi::Env env, Napi::Object exports);
+
+}  // namespace manila

@@ -1,0 +1,406 @@
+// Kernel file handles and the small per-object operations: nameToHandle, openByHandle, openPath,
+// close, fstat, lookup, accessMask, readlink, fsync, statfs, raiseFileLimit.
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/resource.h>
+#include <sys/statfs.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+
+#include "common.h"
+
+namespace manila {
+
+namespace {
+
+Napi::Object ErrObject(Napi::Env env, int err) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("err", Napi::Number::New(env, err));
+  return o;
+}
+
+// ------------------------------------------------------------------------------ nameToHandle
+
+struct NameToHandleOp {
+  int dirFd;
+  bool hasName;
+  std::string name;
+  int err = 0;
+  HandleData handle;
+
+  void Run() {
+    if (hasName && (err = ValidateName(name, true)) != 0) return;
+    err = HandleAt(dirFd, hasName ? name.c_str() : "", hasName ? 0 : AT_EMPTY_PATH, &handle);
+  }
+  Napi::Value Build(Napi::Env env) {
+    Napi::Object o = ErrObject(env, err);
+    if (err == 0) {
+      o.Set("handle", HandleToJs(env, handle));
+      o.Set("mountId", Napi::Number::New(env, handle.mountId));
+    }
+    return o;
+  }
+};
+
+Napi::Value NameToHandle(const Napi::CallbackInfo& info) {
+  NameToHandleOp op;
+  if (!ArgFd(info, 0, "dirFd", &op.dirFd)) return info.Env().Undefined();
+  op.hasName = !(info.Length() < 2 || info[1].IsNull() || info[1].IsUndefined());
+  if (op.hasName && !ArgBytes(info, 1, "name", &op.name)) return info.Env().Undefined();
+  return StartOp(info.Env(), std::move(op));
+}
+
+// ------------------------------------------------------------------------------ open*
+
+struct OpenResultOp {
+  int err = 0;
+  int fd = -1;
+  Napi::Value Build(Napi::Env env) {
+    Napi::Object o = ErrObject(env, err);
+    o.Set("fd", Napi::Number::New(env, fd));
+    return o;
+  }
+};
+
+struct OpenByHandleOp : OpenResultOp {
+  int mountFd;
+  int type;
+  std::string bytes;
+  int flags;
+
+  void Run() {
+    if (bytes.empty() || bytes.size() > kMaxHandleBytes) {
+      err = EINVAL;
+      return;
+    }
+    union {
+      struct file_handle fh;
+      unsigned char raw[sizeof(struct file_handle) + kMaxHandleBytes];
+    } buf;
+    buf.fh.handle_bytes = static_cast<unsigned>(bytes.size());
+    buf.fh.handle_type = type;
+    std::memcpy(buf.fh.f_handle, bytes.data(), bytes.size());
+    // Always as the daemon: open_by_handle_at needs CAP_DAC_READ_SEARCH.
+    fd = RetryEintr([&] { return open_by_handle_at(mountFd, &buf.fh, flags | O_CLOEXEC); });
+    err = fd < 0 ? errno : 0;
+    if (err == EBADF) RetryWithRealMountFd(&buf.fh);
+  }
+
+  // The kernel refuses an O_PATH mount_fd (EBADF): retry through a real descriptor of the same
+  // directory or file, reopened through /proc/self/fd. Callers on a hot path should pass a
+  // non-O_PATH mount fd (e.g. the share root opened O_RDONLY | O_DIRECTORY) to avoid this.
+  void RetryWithRealMountFd(struct file_handle* fh) {
+    int fl = fcntl(mountFd, F_GETFL);
+    struct stat st;
+    if (fl < 0 || !(fl & O_PATH) || StatFd(mountFd, &st) != 0) return;
+    if (!S_ISDIR(st.st_mode) && !S_ISREG(st.st_mode)) return;
+    char path[32];
+    ProcFdPath(mountFd, path, sizeof path);
+    Fd real(RetryEintr([&] {
+      return open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK | (S_ISDIR(st.st_mode) ? O_DIRECTORY : 0));
+    }));
+    if (!real.ok()) return;
+    fd = RetryEintr([&] { return open_by_handle_at(real.get(), fh, flags | O_CLOEXEC); });
+    err = fd < 0 ? errno : 0;
+  }
+};
+
+Napi::Value OpenByHandle(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  OpenByHandleOp op;
+  if (!ArgFd(info, 0, "mountFd", &op.mountFd)) return env.Undefined();
+  if (info.Length() < 2 || !info[1].IsObject()) return ThrowType(env, "handle must be { type, bytes }");
+  Napi::Object h = info[1].As<Napi::Object>();
+  Napi::Value type = h.Get("type");
+  Napi::Value bytes = h.Get("bytes");
+  if (!type.IsNumber() || !bytes.IsBuffer()) return ThrowType(env, "handle must be { type: number, bytes: Buffer }");
+  op.type = type.As<Napi::Number>().Int32Value();
+  auto b = bytes.As<Napi::Buffer<char>>();
+  op.bytes.assign(b.Data(), b.Length());
+  if (info.Length() < 3 || !info[2].IsNumber()) return ThrowType(env, "flags must be a number");
+  op.flags = info[2].As<Napi::Number>().Int32Value();
+  return StartOp(env, std::move(op));
+}
+
+struct OpenPathOp : OpenResultOp {
+  std::string path;
+  int flags;
+
+  void Run() {
+    if (path.empty() || path.find('\0') != std::string::npos) {
+      err = path.empty() ? ENOENT : EINVAL;
+      return;
+    }
+    fd = RetryEintr([&] { return open(path.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC | flags); });
+    err = fd < 0 ? errno : 0;
+  }
+};
+
+Napi::Value OpenPath(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  OpenPathOp op;
+  if (info.Length() < 1 || !info[0].IsString()) return ThrowType(env, "path must be a string");
+  op.path = info[0].As<Napi::String>().Utf8Value();
+  if (info.Length() < 2 || !info[1].IsNumber()) return ThrowType(env, "flags must be a number");
+  op.flags = info[1].As<Napi::Number>().Int32Value();
+  return StartOp(env, std::move(op));
+}
+
+Napi::Value Close(const Napi::CallbackInfo& info) {
+  int fd;
+  if (!ArgFd(info, 0, "fd", &fd)) return info.Env().Undefined();
+  close(fd);
+  return info.Env().Undefined();
+}
+
+// ------------------------------------------------------------------------------ fstat
+
+struct FstatOp {
+  int fd;
+  int err = 0;
+  OptStat st;
+  void Run() {
+    err = StatFd(fd, &st.st);
+    st.ok = err == 0;
+  }
+  Napi::Value Build(Napi::Env env) {
+    Napi::Object o = ErrObject(env, err);
+    SetStat(o, "stat", st);
+    return o;
+  }
+};
+
+Napi::Value Fstat(const Napi::CallbackInfo& info) {
+  FstatOp op;
+  if (!ArgFd(info, 0, "fd", &op.fd)) return info.Env().Undefined();
+  return StartOp(info.Env(), std::move(op));
+}
+
+// ------------------------------------------------------------------------------ lookup
+
+struct LookupOp {
+  Creds creds;
+  int dirFd;
+  std::string name;
+  ObjectData obj;
+
+  void Run() {
+    if ((obj.err = ValidateName(name, true)) != 0) return;
+    CredGuard guard(creds);
+    if ((obj.err = guard.err()) != 0) return;
+    LookupObject(dirFd, name.c_str(), &obj);
+  }
+  Napi::Value Build(Napi::Env env) { return ObjectToJs(env, obj); }
+};
+
+Napi::Value Lookup(const Napi::CallbackInfo& info) {
+  LookupOp op;
+  if (!ArgCreds(info, 0, &op.creds) || !ArgFd(info, 1, "dirFd", &op.dirFd) ||
+      !ArgBytes(info, 2, "name", &op.name))
+    return info.Env().Undefined();
+  return StartOp(info.Env(), std::move(op));
+}
+
+// ------------------------------------------------------------------------------ accessMask
+
+// faccessat2 with AT_EMPTY_PATH checks the object an O_PATH fd refers to with the thread's
+// fsuid/fsgid/groups/capabilities (AT_EACCESS); 0 or errno.
+int AccessFd(int fd, int mode) {
+  static bool no_faccessat2 = false;
+  if (!__atomic_load_n(&no_faccessat2, __ATOMIC_RELAXED)) {
+    if (syscall(SYS_faccessat2, fd, "", mode, AT_EACCESS | AT_EMPTY_PATH) == 0) return 0;
+    if (errno != ENOSYS) return errno;
+    __atomic_store_n(&no_faccessat2, true, __ATOMIC_RELAXED);
+  }
+  char path[32];
+  ProcFdPath(fd, path, sizeof path);
+  return faccessat(AT_FDCWD, path, mode, AT_EACCESS) == 0 ? 0 : errno;
+}
+
+struct AccessMaskOp {
+  Creds creds;
+  int fd;
+  int err = 0;
+  int mask = 0;
+
+  void Run() {
+    CredGuard guard(creds);
+    if ((err = guard.err()) != 0) return;
+    static const int kModes[] = {R_OK, W_OK, X_OK};
+    for (int mode : kModes) {
+      int e = AccessFd(fd, mode);
+      if (e == 0) {
+        mask |= mode;
+      } else if (e != EACCES && e != EPERM && e != EROFS && e != ETXTBSY) {
+        err = e;  // the object itself is unusable (EBADF, ESTALE, EIO, ...)
+        mask = 0;
+        return;
+      }
+    }
+  }
+  Napi::Value Build(Napi::Env env) {
+    Napi::Object o = ErrObject(env, err);
+    o.Set("mask", Napi::Number::New(env, mask));
+    return o;
+  }
+};
+
+Napi::Value AccessMask(const Napi::CallbackInfo& info) {
+  AccessMaskOp op;
+  if (!ArgCreds(info, 0, &op.creds) || !ArgFd(info, 1, "pathFd", &op.fd)) return info.Env().Undefined();
+  return StartOp(info.Env(), std::move(op));
+}
+
+// ------------------------------------------------------------------------------ readlink
+
+struct ReadlinkOp {
+  Creds creds;
+  int fd;
+  int err = 0;
+  OptStat st;
+  std::string target;
+
+  void Run() {
+    CredGuard guard(creds);
+    if ((err = guard.err()) != 0) return;
+    if ((err = StatFd(fd, &st.st)) != 0) return;
+    st.ok = true;
+    if (!S_ISLNK(st.st.st_mode)) {
+      err = EINVAL;
+      return;
+    }
+    char buf[4097];
+    ssize_t n = readlinkat(fd, "", buf, sizeof buf);
+    if (n < 0) {
+      err = errno;
+    } else if (static_cast<size_t>(n) >= sizeof buf) {
+      err = ENAMETOOLONG;
+    } else {
+      target.assign(buf, static_cast<size_t>(n));
+    }
+  }
+  Napi::Value Build(Napi::Env env) {
+    Napi::Object o = ErrObject(env, err);
+    if (err == 0) o.Set("target", Napi::Buffer<char>::Copy(env, target.data(), target.size()));
+    SetStat(o, "stat", st);
+    return o;
+  }
+};
+
+Napi::Value Readlink(const Napi::CallbackInfo& info) {
+  ReadlinkOp op;
+  if (!ArgCreds(info, 0, &op.creds) || !ArgFd(info, 1, "pathFd", &op.fd)) return info.Env().Undefined();
+  return StartOp(info.Env(), std::move(op));
+}
+
+// ------------------------------------------------------------------------------ fsync
+
+struct FsyncOp {
+  int fd;
+  int err = 0;
+  OptStat before, after;
+
+  void Run() {
+    if ((err = StatFd(fd, &before.st)) != 0) return;
+    before.ok = true;
+    mode_t type = before.st.st_mode & S_IFMT;
+    // Only regular files and directories are reopened: opening a device or FIFO has side effects
+    // (or blocks); their data has nothing for COMMIT to flush here.
+    if (type == S_IFREG || type == S_IFDIR) {
+      char path[32];
+      ProcFdPath(fd, path, sizeof path);
+      Fd rfd(RetryEintr([&] {
+        return open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | (type == S_IFDIR ? O_DIRECTORY : 0));
+      }));
+      if (!rfd.ok()) {
+        err = errno;
+      } else if (fsync(rfd.get()) != 0) {
+        err = errno;
+      }
+    }
+    StatFdOpt(fd, &after);
+  }
+  Napi::Value Build(Napi::Env env) {
+    Napi::Object o = ErrObject(env, err);
+    SetStat(o, "before", before);
+    SetStat(o, "after", after);
+    return o;
+  }
+};
+
+Napi::Value Fsync(const Napi::CallbackInfo& info) {
+  FsyncOp op;
+  if (!ArgFd(info, 0, "pathFd", &op.fd)) return info.Env().Undefined();
+  return StartOp(info.Env(), std::move(op));
+}
+
+// ------------------------------------------------------------------------------ statfs
+
+struct StatfsOp {
+  int fd;
+  int err = 0;
+  struct statfs sf;
+
+  void Run() { err = RetryEintr([&] { return fstatfs(fd, &sf); }) == 0 ? 0 : errno; }
+  Napi::Value Build(Napi::Env env) {
+    Napi::Object o = ErrObject(env, err);
+    if (err != 0) return o;
+    double unit = static_cast<double>(sf.f_frsize ? sf.f_frsize : sf.f_bsize);
+    o.Set("totalBytes", Napi::Number::New(env, static_cast<double>(sf.f_blocks) * unit));
+    o.Set("freeBytes", Napi::Number::New(env, static_cast<double>(sf.f_bfree) * unit));
+    o.Set("availBytes", Napi::Number::New(env, static_cast<double>(sf.f_bavail) * unit));
+    o.Set("totalFiles", Napi::Number::New(env, static_cast<double>(sf.f_files)));
+    o.Set("freeFiles", Napi::Number::New(env, static_cast<double>(sf.f_ffree)));
+    o.Set("nameMax", Napi::Number::New(env, static_cast<double>(sf.f_namelen)));
+    return o;
+  }
+};
+
+Napi::Value Statfs(const Napi::CallbackInfo& info) {
+  StatfsOp op;
+  if (!ArgFd(info, 0, "pathFd", &op.fd)) return info.Env().Undefined();
+  return StartOp(info.Env(), std::move(op));
+}
+
+// ------------------------------------------------------------------------------ raiseFileLimit
+
+Napi::Value RaiseFileLimit(const Napi::CallbackInfo& info) {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return Napi::Number::New(info.Env(), -1);
+  if (rl.rlim_cur < rl.rlim_max) {
+    struct rlimit want = rl;
+    want.rlim_cur = rl.rlim_max;
+    if (want.rlim_cur == RLIM_INFINITY) {
+      // RLIMIT_NOFILE can never exceed fs.nr_open.
+      unsigned long nr_open = 1048576;
+      if (FILE* f = std::fopen("/proc/sys/fs/nr_open", "re")) {
+        if (std::fscanf(f, "%lu", &nr_open) != 1) nr_open = 1048576;
+        std::fclose(f);
+      }
+      want.rlim_cur = nr_open;
+    }
+    if (setrlimit(RLIMIT_NOFILE, &want) == 0) rl = want;
+  }
+  return Napi::Number::New(info.Env(), static_cast<double>(rl.rlim_cur));
+}
+
+}  // namespace
+
+void InitHandles(Napi::Env env, Napi::Object exports) {
+  exports.Set("nameToHandle", Napi::Function::New(env, NameToHandle, "nameToHandle"));
+  exports.Set("openByHandle", Napi::Function::New(env, OpenByHandle, "openByHandle"));
+  exports.Set("openPath", Napi::Function::New(env, OpenPath, "openPath"));
+  exports.Set("close", Napi::Function::New(env, Close, "close"));
+  exports.Set("fstat", Napi::Function::New(env, Fstat, "fstat"));
+  exports.Set("lookup", Napi::Function::New(env, Lookup, "lookup"));
+  exports.Set("accessMask", Napi::Function::New(env, AccessMask, "accessMask"));
+  exports.Set("readlink", Napi::Function::New(env, Readlink, "readlink"));
+  exports.Set("fsync", Napi::Function::New(env, Fsync, "fsync"));
+  exports.Set("statfs", Napi::Function::New(env, Statfs, "statfs"));
+  exports.Set("raiseFileLimit", Napi::Function::New(env, RaiseFileLimit, "raiseFileLimit"));
+}
+
+}  // namespace manila

@@ -1,0 +1,189 @@
+// READ and WRITE: reopen the O_PATH fd for I/O as the caller (with the owner override), then
+// pread/pwrite directly between the file and the caller's Buffer.
+#include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstdint>
+
+#include "common.h"
+
+namespace manila {
+
+int ReopenWithOwnerOverride(CredGuard& guard, const Creds& creds, int pathFd, int flags, uid_t owner, Fd* out) {
+  char path[32];
+  ProcFdPath(pathFd, path, sizeof path);
+  const int oflags = flags | O_CLOEXEC | O_NOCTTY;
+  out->reset(RetryEintr([&] { return open(path, oflags); }));
+  if (out->ok()) return 0;
+  int e = errno;
+  if (e != EACCES || !creds.present || creds.uid != owner) return e;
+  DaemonScope daemon(guard);
+  out->reset(RetryEintr([&] { return open(path, oflags); }));
+  e = out->ok() ? 0 : errno;
+  int back = daemon.resume();
+  if (back != 0) {
+    out->reset();  // never go on as the daemon
+    return back;
+  }
+  return e;
+}
+
+namespace {
+
+constexpr uint64_t kMaxOffset = INT64_MAX;
+
+// Regular files only: EISDIR for a directory, EINVAL for anything else.
+int RequireRegular(const struct stat& st) {
+  if (S_ISREG(st.st_mode)) return 0;
+  return S_ISDIR(st.st_mode) ? EISDIR : EINVAL;
+}
+
+// ------------------------------------------------------------------------------ read
+
+struct ReadOp {
+  Creds creds;
+  int fd = -1;
+  Napi::ObjectReference keep;  // the Buffer stays alive while the thread writes into it
+  char* data = nullptr;        // buffer + offset
+  size_t length = 0;
+  uint64_t position = 0;
+  int err = 0;
+  size_t count = 0;
+  bool eof = false;
+  OptStat after;
+
+  void Run() {
+    struct stat st;
+    if ((err = StatFd(fd, &st)) != 0) return;
+    if ((err = RequireRegular(st)) != 0) return;
+    CredGuard guard(creds);
+    if ((err = guard.err()) != 0) return;
+    Fd file;
+    if ((err = ReopenWithOwnerOverride(guard, creds, fd, O_RDONLY, st.st_uid, &file)) != 0) return;
+    if (position < kMaxOffset) {
+      size_t max = length;
+      if (static_cast<uint64_t>(max) > kMaxOffset - position) max = static_cast<size_t>(kMaxOffset - position);
+      while (count < max) {
+        ssize_t n = RetryEintr([&] {
+          return pread(file.get(), data + count, max - count, static_cast<off_t>(position + count));
+        });
+        if (n < 0) {
+          err = errno;
+          break;
+        }
+        if (n == 0) break;
+        count += static_cast<size_t>(n);
+      }
+    }
+    StatFdOpt(file.get(), &after);
+    if (err == 0) {
+      const uint64_t end = position + count;
+      eof = count < length || (after.ok && end >= static_cast<uint64_t>(after.st.st_size));
+    }
+  }
+  Napi::Value Build(Napi::Env env) {
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("err", Napi::Number::New(env, err));
+    o.Set("count", Napi::Number::New(env, static_cast<double>(count)));
+    o.Set("eof", Napi::Boolean::New(env, eof));
+    SetStat(o, "after", after);
+    return o;
+  }
+};
+
+Napi::Value Read(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  ReadOp op;
+  uint32_t offset, length;
+  if (!ArgCreds(info, 0, &op.creds) || !ArgFd(info, 1, "pathFd", &op.fd)) return env.Undefined();
+  if (info.Length() < 3 || !info[2].IsBuffer()) return ThrowType(env, "buffer must be a Buffer");
+  if (!ArgUint32(info, 3, "offset", &offset) || !ArgUint32(info, 4, "length", &length) ||
+      !ArgU64(info, 5, "position", &op.position))
+    return env.Undefined();
+  auto buffer = info[2].As<Napi::Buffer<char>>();
+  if (static_cast<uint64_t>(offset) + length > buffer.Length())
+    return ThrowType(env, "offset + length is beyond the end of buffer");
+  op.data = buffer.Data() + offset;
+  op.length = length;
+  op.keep = Napi::Persistent(buffer.As<Napi::Object>());
+  return StartOp(env, std::move(op));
+}
+
+// ------------------------------------------------------------------------------ write
+
+struct WriteOp {
+  Creds creds;
+  int fd = -1;
+  Napi::ObjectReference keep;
+  const char* data = nullptr;
+  size_t length = 0;
+  uint64_t position = 0;
+  uint32_t stable = 0;
+  int err = 0;
+  size_t count = 0;
+  OptStat before, after;
+
+  void Run() {
+    if ((err = StatFd(fd, &before.st)) != 0) return;
+    before.ok = true;
+    if ((err = RequireRegular(before.st)) != 0) return;
+    if (position > kMaxOffset || static_cast<uint64_t>(length) > kMaxOffset - position) {
+      err = EFBIG;
+      return;
+    }
+    CredGuard guard(creds);
+    if ((err = guard.err()) != 0) return;
+    Fd file;
+    if ((err = ReopenWithOwnerOverride(guard, creds, fd, O_WRONLY, before.st.st_uid, &file)) != 0) return;
+    // The write itself runs as the caller, so the kernel clears setuid/setgid as it should.
+    while (count < length) {
+      ssize_t n = RetryEintr([&] {
+        return pwrite(file.get(), data + count, length - count, static_cast<off_t>(position + count));
+      });
+      if (n < 0) {
+        err = errno;
+        break;
+      }
+      if (n == 0) {
+        err = EIO;
+        break;
+      }
+      count += static_cast<size_t>(n);
+    }
+    if (err == 0 && stable == 1 && fdatasync(file.get()) != 0) err = errno;
+    if (err == 0 && stable >= 2 && fsync(file.get()) != 0) err = errno;
+    StatFdOpt(file.get(), &after);
+  }
+  Napi::Value Build(Napi::Env env) {
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("err", Napi::Number::New(env, err));
+    o.Set("count", Napi::Number::New(env, static_cast<double>(count)));
+    SetStat(o, "before", before);
+    SetStat(o, "after", after);
+    return o;
+  }
+};
+
+Napi::Value Write(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  WriteOp op;
+  if (!ArgCreds(info, 0, &op.creds) || !ArgFd(info, 1, "pathFd", &op.fd)) return env.Undefined();
+  if (info.Length() < 3 || !info[2].IsBuffer()) return ThrowType(env, "data must be a Buffer");
+  if (!ArgU64(info, 3, "position", &op.position) || !ArgUint32(info, 4, "stable", &op.stable))
+    return env.Undefined();
+  auto data = info[2].As<Napi::Buffer<char>>();
+  op.data = data.Data();
+  op.length = data.Length();
+  op.keep = Napi::Persistent(data.As<Napi::Object>());
+  return StartOp(env, std::move(op));
+}
+
+}  // namespace
+
+void InitIo(Napi::Env env, Napi::Object exports) {
+  exports.Set("read", Napi::Function::New(env, Read, "read"));
+  exports.Set("write", Napi::Function::New(env, Write, "write"));
+}
+
+}  // namespace manila
