@@ -67,8 +67,23 @@ export function encodeReaddir3Res(w: XdrWriter, res: ReaddirResult, count: numbe
       written++;
     }
   }
+  endDirList(w, start, used, budget, written, res);
+}
+
+/**
+ * Closes a dirlist3 / dirlistplus3 whose entries were written from `start` on: eof only when every
+ * entry the layer gave was written, or NFS3ERR_TOOSMALL (RFC 1813 sections 3.3.16 and 3.3.17) with
+ * the directory's attributes when not even one entry, or the reply's frame, fits.
+ */
+export function endDirList(
+  w: XdrWriter,
+  start: number,
+  used: number,
+  budget: number,
+  written: number,
+  res: { dirAttr: ReaddirResult['dirAttr']; entries: readonly unknown[]; eof: boolean },
+): void {
   if (used + DIRLIST3_TAIL > budget || (written === 0 && res.entries.length > 0)) {
-    // RFC 1813 section 3.3.16: NFS3ERR_TOOSMALL when not even one entry (or the reply's frame) fits.
     w.offset = start;
     w.uint32(Nfs3Status.NFS3ERR_TOOSMALL);
     encodePostOpAttr(w, res.dirAttr);

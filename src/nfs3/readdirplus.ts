@@ -16,7 +16,7 @@ import type { XdrReader, XdrWriter } from '../rpc/xdr.js';
 import type { NfsFileService, ReaddirPlusResult } from '../fs/types.js';
 import { Nfs3Status } from './types.js';
 import { callerOf } from './caller.js';
-import { DIRLIST3_TAIL, NFS3_READDIR_MAX } from './readdir.js';
+import { DIRLIST3_TAIL, NFS3_READDIR_MAX, endDirList } from './readdir.js';
 import {
   decodeNfsFh,
   decodeVerifier,
@@ -83,15 +83,7 @@ export function encodeReaddirplus3Res(w: XdrWriter, res: ReaddirPlusResult, dirc
       written++;
     }
   }
-  if (used + DIRLIST3_TAIL > budget || (written === 0 && res.entries.length > 0)) {
-    // RFC 1813 section 3.3.17 (as 3.3.16): NFS3ERR_TOOSMALL when not even one entry fits.
-    w.offset = start;
-    w.uint32(Nfs3Status.NFS3ERR_TOOSMALL);
-    encodePostOpAttr(w, res.dirAttr);
-    return;
-  }
-  w.bool(false);
-  w.bool(written === res.entries.length ? res.eof : false);
+  endDirList(w, start, used, budget, written, res);
 }
 
 export function readdirplus(fs: NfsFileService): ProcedureHandler {

@@ -190,6 +190,19 @@ export class RpcClient {
     return status === 0 ? { status, handle: Buffer.from(reply.opaque()) } : { status };
   }
 
+  /** MOUNT3 EXPORT: the exports this peer is shown, with their groups. */
+  async exports(): Promise<{ dir: string; groups: string[] }[]> {
+    const reply = await this.call(MOUNT_PROG, 3, 5, Buffer.alloc(0));
+    const list = [];
+    while (reply.u32()) {
+      const dir = reply.opaque().toString('utf8');
+      const groups: string[] = [];
+      while (reply.u32()) groups.push(reply.opaque().toString('utf8'));
+      list.push({ dir, groups });
+    }
+    return list;
+  }
+
   async lookup(dir: Buffer, name: string, creds?: Credentials): Promise<{ status: number; handle?: Buffer }> {
     const reply = await this.call(NFS_PROG, 3, 3, new Args().opaque(dir).opaque(name).bytes(), creds);
     const status = reply.u32();
