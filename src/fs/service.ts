@@ -601,9 +601,10 @@ export class ShareFileService implements NfsFileService, MountService {
     maxBytes: number,
   ): Promise<ReaddirPlusResult> {
     return this.with(caller, dirFh, (status) => ({ status, dirAttr: null, cookieVerifier: this.cookieVerifier, entries: [], eof: false }), async (ctx) => {
-      // entryplus3 with attributes and a handle is about 150 bytes plus its name
+      // entryplus3 with attributes and a handle is about 150 bytes plus its name; a dircount of 0
+      // sets no separate limit (the program treats it so too)
       const byMax = Math.ceil(Math.min(maxBytes, ONE_MIB) / 140);
-      const byDir = Math.ceil(Math.min(dirMaxBytes, ONE_MIB) / 24);
+      const byDir = dirMaxBytes === 0 ? Infinity : Math.ceil(Math.min(dirMaxBytes, ONE_MIB) / 24);
       const maxEntries = Math.min(4096, Math.max(1, Math.min(byMax, byDir)));
       const listed = await this.list(ctx, cookie, cookieVerifier, maxEntries, true);
       return { ...listed, cookieVerifier: this.cookieVerifier };
@@ -692,7 +693,7 @@ export class ShareFileService implements NfsFileService, MountService {
     }
     let handle = share.handle;
     for (const part of parts) {
-      const name = Buffer.from(part, 'utf8');
+      const name = Buffer.from(part, 'latin1');
       const found = await this.with<LookupResult>(caller, handle, (status) => ({ status, objAttr: null, dirAttr: null }) as LookupResult, (ctx) => {
         const bad = checkName(name, true);
         if (bad !== undefined) return Promise.resolve({ status: bad, objAttr: null, dirAttr: null } as LookupResult);

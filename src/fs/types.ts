@@ -219,7 +219,7 @@ export interface MountService {
   /** Share ids granted to this peer, with the groups list MOUNT EXPORT reports (the peer itself). */
   exportsFor(identity: string): string[];
   /**
-   * MNT: `path` is `/<share>` or `/<share>/sub/dir`. Answers a MOUNT status (mountstat3, RFC 1813
+   * MNT: `path` is `/<share>` or `/<share>/sub/dir`, one character per byte (latin1). Answers a MOUNT status (mountstat3, RFC 1813
    * section 5.1.5) and, on success, the directory's handle.
    */
   mount(caller: Caller, path: string): Promise<{ status: number; handle?: Buffer }>;

@@ -10,10 +10,11 @@ import { FHSIZE3, Mountstat3 } from './types.js';
 import { decodeDirpath } from './xdr.js';
 
 /**
- * The flavors a client may use on the mounted filesystem. Linux clients refuse a mount whose list
- * does not name the flavor they intend to use, and they use AUTH_SYS.
+ * The flavors a client may use on the mounted filesystem, preferred first. Linux clients refuse a
+ * mount whose list lacks the flavor they intend to use (`sec=none` needs AUTH_NONE listed); NFS
+ * serves AUTH_NONE callers as the anonymous ids.
  */
-export const MOUNT_AUTH_FLAVORS: readonly number[] = [AuthFlavor.AUTH_SYS];
+export const MOUNT_AUTH_FLAVORS: readonly number[] = [AuthFlavor.AUTH_SYS, AuthFlavor.AUTH_NONE];
 
 export function encodeMountres3(w: XdrWriter, res: { status: number; handle?: Buffer }): void {
   w.uint32(res.status);

@@ -300,3 +300,14 @@ t.test('handles survive a restart of the layer (same secret)', async (t) => {
   t.not(fresh.writeVerifier.toString('hex'), service.writeVerifier.toString('hex'), 'write verifier changes on every start');
   fresh.close();
 });
+
+t.test('MNT of a directory whose name is not UTF-8; READDIRPLUS with dircount 0', async (t) => {
+  const raw = Buffer.from([0x6e, 0xff, 0xfe]);
+  mkdirSync(Buffer.concat([Buffer.from(path.join(exportsDir, 'alpha') + '/'), raw]));
+  const mounted = await service.mount(root, '/alpha/' + raw.toString('latin1'));
+  t.equal(mounted.status, MountStat.MNT3_OK, 'mounted by its exact bytes');
+  const rootFh = await mountRoot(root);
+  const listing = await service.readdirplus(root, rootFh, 0n, Buffer.alloc(8), 0, 65536);
+  t.ok(listing.entries.length > 5, `dircount 0 sets no separate limit (${listing.entries.length} entries)`);
+  t.ok(listing.entries.some((e) => e.name.equals(raw)), 'the raw name is listed byte for byte');
+});

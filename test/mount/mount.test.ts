@@ -40,14 +40,21 @@ t.test('NULL is void', async (t) => {
   t.equal((await call(PROC.NULL, Buffer.alloc(0))).length, 0);
 });
 
-t.test('MNT OK: fhandle3 and auth_flavors [AUTH_SYS]', async (t) => {
+t.test('MNT OK: fhandle3 and auth_flavors [AUTH_SYS, AUTH_NONE]', async (t) => {
   const { call, calls, mounts } = setup();
   const bytes = await call(PROC.MNT, new Bytes().opaque('/demo').get());
-  t.same(bytes, new Bytes().u32(0).opaque(FH).u32(1).u32(1).get());
+  t.same(bytes, new Bytes().u32(0).opaque(FH).u32(2).u32(1).u32(0).get());
   t.equal(calls.length, 1);
   t.same(calls[0]!.args, ['/demo']);
   t.equal(calls[0]!.caller.identity, 'tcp:10.0.0.5');
   t.same(mounts.entriesOf('tcp:10.0.0.5'), [{ hostname: 'tcp:10.0.0.5', directory: '/demo' }]);
+});
+
+t.test('MNT keeps the bytes of a path that is not UTF-8', async (t) => {
+  const { call, calls } = setup();
+  const raw = Buffer.from([0x2f, 0x64, 0x65, 0x6d, 0x6f, 0x2f, 0xff, 0xfe]); // "/demo/" + two non-UTF-8 bytes
+  await call(PROC.MNT, new Bytes().opaque(raw).get());
+  t.same(Buffer.from(calls[0]!.args[0] as string, 'latin1'), raw, 'the service sees the exact bytes');
 });
 
 t.test('MNT failure: status only, not recorded', async (t) => {
