@@ -1,4 +1,3 @@
-#!/usr/bin/env node
 // manila-gateway: serve | check-config | demo | controller (DESIGN.md "Interfaces others rely on").
 import { mkdirSync, readFileSync } from 'node:fs';
 import net from 'node:net';

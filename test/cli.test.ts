@@ -2,10 +2,10 @@
 // and the embedded default (`npm start` = `manila-gateway demo`) serving a real client.
 import t from 'tap';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { cliPath, run, nfsUrl } from './helpers/daemon.js';
+import { cliPath, daemonCommand, run, nfsUrl } from './helpers/daemon.js';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'mg-cli-'));
 t.teardown(() => rmSync(dir, { recursive: true, force: true }));
@@ -68,7 +68,7 @@ t.test('serve refuses a bad config before binding anything', async (t) => {
 
 t.test('the embedded default serves a local directory and prints how to mount it', async (t) => {
   const demoDir = path.join(dir, 'demo');
-  const child = spawn(process.execPath, [cliPath, 'demo', '--dir', demoDir, '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(...daemonCommand(['demo', '--dir', demoDir, '--port', '0']), { stdio: ['ignore', 'pipe', 'pipe'] });
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
   t.teardown(() => child.kill('SIGKILL'));
   let stderr = '';
@@ -93,6 +93,8 @@ t.test('the embedded default serves a local directory and prints how to mount it
   const cat = await run('nfs-cat', [nfsUrl(port, 'demo', 'hello.txt')], { timeoutMs: 30_000 });
   t.equal(cat.code, 0, cat.stderr);
   t.equal(cat.stdout, 'hello from the demo\n', 'a real client reads through the printed port');
+  const threads = readdirSync(`/proc/${child.pid}/task`).length;
+  t.ok(threads >= 32, `libuv's threadpool is sized for many guests (${threads} threads)`);
   child.kill('SIGTERM');
   t.equal(await exited, 0, 'SIGTERM stops it cleanly');
 });

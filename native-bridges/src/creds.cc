@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <sched.h>
+#include <linux/capability.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -32,6 +33,38 @@ long CurrentFsgid() { return syscall(SYS_setfsgid, static_cast<gid_t>(-1)); }
 }
 
 thread_local bool t_fs_unshared = false;
+
+// The thread's capabilities, saved while it acts as a non-root caller. capget/capset with pid 0
+// act on the calling thread only.
+struct ThreadCaps {
+  __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+  __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3] = {};
+};
+thread_local ThreadCaps t_saved_caps;
+thread_local bool t_caps_dropped = false;
+
+// Acting as a non-root caller, the thread keeps no effective capability at all. The kernel drops
+// only the filesystem ones when fsuid leaves 0; knfsd also drops CAP_SYS_RESOURCE (the ext4
+// reserved blocks, quota limits), and nothing a guest's operation needs is in the rest.
+int DropCaps() {
+  if (syscall(SYS_capget, &t_saved_caps.header, t_saved_caps.data) != 0) return errno;
+  ThreadCaps none;
+  for (unsigned i = 0; i < _LINUX_CAPABILITY_U32S_3; i++) {
+    none.data[i].permitted = t_saved_caps.data[i].permitted;
+    none.data[i].inheritable = t_saved_caps.data[i].inheritable;
+    none.data[i].effective = 0;
+  }
+  if (syscall(SYS_capset, &none.header, none.data) != 0) return errno;
+  t_caps_dropped = true;
+  return 0;
+}
+
+void RestoreCaps() {
+  if (!t_caps_dropped) return;
+  ThreadCaps saved = t_saved_caps;
+  if (syscall(SYS_capset, &saved.header, saved.data) != 0) Fatal("capset");
+  t_caps_dropped = false;
+}
 
 void CaptureDaemonCreds() {
   g_daemon_fsuid = static_cast<uid_t>(CurrentFsuid());
@@ -80,10 +113,20 @@ int CredGuard::Apply() {
     Restore();
     return EPERM;
   }
+  // Last: setgroups/setfsgid above (and in Restore) need CAP_SETGID. A root caller (no squash)
+  // keeps the daemon's capabilities, as with knfsd.
+  if (creds_.uid != 0) {
+    int e = DropCaps();
+    if (e != 0) {
+      Restore();
+      return e;
+    }
+  }
   return 0;
 }
 
 void CredGuard::Restore() {
+  RestoreCaps();  // first: the id switches back need CAP_SETGID
   syscall(SYS_setfsuid, g_daemon_fsuid);
   syscall(SYS_setfsgid, g_daemon_fsgid);
   if (syscall(SYS_setgroups, g_daemon_groups.size(), g_daemon_groups.data()) != 0) Fatal("setgroups");

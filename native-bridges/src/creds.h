@@ -7,8 +7,10 @@
 //
 // When fsuid leaves 0 the kernel drops the filesystem capabilities (CAP_CHOWN, CAP_DAC_OVERRIDE,
 // CAP_DAC_READ_SEARCH, CAP_FOWNER, CAP_FSETID, CAP_MKNOD, ...) from the thread's effective set, and
-// raises them again from the permitted set when fsuid returns to 0, so restoring fsuid restores
-// the daemon's powers too.
+// raises them again from the permitted set when fsuid returns to 0. Acting as a non-root caller,
+// the thread also drops every other effective capability (capset, per thread: CAP_SYS_RESOURCE
+// would let a guest write into ext4's reserved blocks and past quotas), and gets them back first
+// thing when it returns to the daemon's identity.
 #pragma once
 
 #include <sys/types.h>

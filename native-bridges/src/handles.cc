@@ -1,6 +1,7 @@
 // Kernel file handles and the small per-object operations: nameToHandle, openByHandle, openPath,
 // close, fstat, lookup, accessMask, readlink, fsync, statfs, raiseFileLimit.
 #include <errno.h>
+#include <linux/capability.h>
 #include <fcntl.h>
 #include <sys/resource.h>
 #include <sys/statfs.h>
@@ -179,6 +180,37 @@ Napi::Value Fstat(const Napi::CallbackInfo& info) {
   return StartOp(info.Env(), std::move(op));
 }
 
+// ------------------------------------------------------------------------------ effectiveCaps
+
+// Diagnostics for tests: the effective capability mask a thread has while acting as `creds`.
+struct EffectiveCapsOp {
+  Creds creds;
+  int err = 0;
+  uint64_t caps = 0;
+  void Run() {
+    CredGuard guard(creds);
+    if ((err = guard.err()) != 0) return;
+    __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+    __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3] = {};
+    if (syscall(SYS_capget, &header, data) != 0) {
+      err = errno;
+      return;
+    }
+    caps = (static_cast<uint64_t>(data[1].effective) << 32) | data[0].effective;
+  }
+  Napi::Value Build(Napi::Env env) {
+    Napi::Object o = ErrObject(env, err);
+    o.Set("effective", Napi::BigInt::New(env, caps));
+    return o;
+  }
+};
+
+Napi::Value EffectiveCaps(const Napi::CallbackInfo& info) {
+  EffectiveCapsOp op;
+  if (!ArgCreds(info, 0, &op.creds)) return info.Env().Undefined();
+  return StartOp(info.Env(), std::move(op));
+}
+
 // ------------------------------------------------------------------------------ lookup
 
 struct LookupOp {
@@ -207,17 +239,12 @@ Napi::Value Lookup(const Napi::CallbackInfo& info) {
 // ------------------------------------------------------------------------------ accessMask
 
 // faccessat2 with AT_EMPTY_PATH checks the object an O_PATH fd refers to with the thread's
-// fsuid/fsgid/groups/capabilities (AT_EACCESS); 0 or errno.
+// fsuid/fsgid/groups/capabilities (AT_EACCESS); 0 or errno. There is no fallback: before Linux 5.8
+// glibc emulates AT_EACCESS from the effective uid, which is the daemon's (root), so an emulated
+// answer would grant everything. Such a kernel gets ENOSYS (SERVERFAULT) instead of a wrong yes.
 int AccessFd(int fd, int mode) {
-  static bool no_faccessat2 = false;
-  if (!__atomic_load_n(&no_faccessat2, __ATOMIC_RELAXED)) {
-    if (syscall(SYS_faccessat2, fd, "", mode, AT_EACCESS | AT_EMPTY_PATH) == 0) return 0;
-    if (errno != ENOSYS) return errno;
-    __atomic_store_n(&no_faccessat2, true, __ATOMIC_RELAXED);
-  }
-  char path[32];
-  ProcFdPath(fd, path, sizeof path);
-  return faccessat(AT_FDCWD, path, mode, AT_EACCESS) == 0 ? 0 : errno;
+  if (syscall(SYS_faccessat2, fd, "", mode, AT_EACCESS | AT_EMPTY_PATH) == 0) return 0;
+  return errno;
 }
 
 struct AccessMaskOp {
@@ -365,6 +392,61 @@ Napi::Value Statfs(const Napi::CallbackInfo& info) {
   return StartOp(info.Env(), std::move(op));
 }
 
+// ------------------------------------------------------------------------------ beneath
+
+// Whether a directory still lies beneath a share root: walk ".." as the daemon until the root's
+// (dev, ino) is met (true), or a directory is its own parent, i.e. the top of the namespace (false).
+// Guards LOOKUP ".." against a directory that was moved out of its share after its handle was given.
+struct BeneathOp {
+  int fd;
+  uint64_t rootDev = 0;
+  uint64_t rootIno = 0;
+  int err = 0;
+  bool beneath = false;
+
+  void Run() {
+    struct stat st;
+    if ((err = StatFd(fd, &st)) != 0) return;
+    Fd current;  // the directory being looked at, once it is not `fd` itself
+    // A path deeper than this is not worth walking: refuse rather than spin.
+    for (int depth = 0; depth < 4096; depth++) {
+      if (static_cast<uint64_t>(st.st_dev) == rootDev && static_cast<uint64_t>(st.st_ino) == rootIno) {
+        beneath = true;
+        return;
+      }
+      const int at = current.ok() ? current.get() : fd;
+      const int up_fd = RetryEintr([&] { return openat(at, "..", O_PATH | O_DIRECTORY | O_CLOEXEC); });
+      if (up_fd < 0) {
+        err = errno;
+        return;
+      }
+      current.reset(up_fd);  // closes the previous level
+      struct stat up;
+      if ((err = StatFd(current.get(), &up)) != 0) return;
+      if (up.st_dev == st.st_dev && up.st_ino == st.st_ino) return;  // the top: not beneath
+      st = up;
+    }
+    err = ELOOP;
+  }
+  Napi::Value Build(Napi::Env env) {
+    Napi::Object o = ErrObject(env, err);
+    o.Set("beneath", Napi::Boolean::New(env, beneath));
+    return o;
+  }
+};
+
+Napi::Value Beneath(const Napi::CallbackInfo& info) {
+  BeneathOp op;
+  if (!ArgFd(info, 0, "pathFd", &op.fd)) return info.Env().Undefined();
+  if (info.Length() < 3 || !info[1].IsNumber() || !info[2].IsNumber()) {
+    Napi::TypeError::New(info.Env(), "beneath(pathFd, rootDev, rootIno): numbers expected").ThrowAsJavaScriptException();
+    return info.Env().Undefined();
+  }
+  op.rootDev = static_cast<uint64_t>(info[1].As<Napi::Number>().DoubleValue());
+  op.rootIno = static_cast<uint64_t>(info[2].As<Napi::Number>().DoubleValue());
+  return StartOp(info.Env(), std::move(op));
+}
+
 // ------------------------------------------------------------------------------ raiseFileLimit
 
 Napi::Value RaiseFileLimit(const Napi::CallbackInfo& info) {
@@ -395,6 +477,8 @@ void InitHandles(Napi::Env env, Napi::Object exports) {
   exports.Set("openPath", Napi::Function::New(env, OpenPath, "openPath"));
   exports.Set("close", Napi::Function::New(env, Close, "close"));
   exports.Set("fstat", Napi::Function::New(env, Fstat, "fstat"));
+  exports.Set("beneath", Napi::Function::New(env, Beneath, "beneath"));
+  exports.Set("effectiveCaps", Napi::Function::New(env, EffectiveCaps, "effectiveCaps"));
   exports.Set("lookup", Napi::Function::New(env, Lookup, "lookup"));
   exports.Set("accessMask", Napi::Function::New(env, AccessMask, "accessMask"));
   exports.Set("readlink", Napi::Function::New(env, Readlink, "readlink"));

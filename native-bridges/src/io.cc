@@ -2,6 +2,7 @@
 // pread/pwrite directly between the file and the caller's Buffer.
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdint>
@@ -25,6 +26,13 @@ int ReopenWithOwnerOverride(CredGuard& guard, const Creds& creds, int pathFd, in
   if (back != 0) {
     out->reset();  // never go on as the daemon
     return back;
+  }
+  // The owner was read before the failed open; if the file changed hands since, the override
+  // does not apply to the new owner's file.
+  struct stat now;
+  if (e == 0 && (fstat(out->get(), &now) != 0 || now.st_uid != creds.uid)) {
+    out->reset();
+    return EACCES;
   }
   return e;
 }

@@ -7,6 +7,7 @@ import { Ajv, type ErrorObject } from 'ajv';
 import { parseDocument } from 'yaml';
 import { configSchema } from './schema.js';
 import { DEFAULT_ANON_ID, type Grant, type GuestSelector } from '../grants/types.js';
+import { GrantError, GrantTable, normalizeSharePath } from '../grants/table.js';
 
 export interface TcpListen {
   host: string;
@@ -148,7 +149,7 @@ export function parseConfig(raw: unknown, source: string, baseDir = process.cwd(
       id: grant.id,
       share: grant.share,
       backend: grant.backend,
-      path: grant.path,
+      path: normalizeSharePath(grant.path),
       guest,
       access: grant.access ?? 'rw',
       squash: grant.squash ?? 'root',
@@ -157,15 +158,18 @@ export function parseConfig(raw: unknown, source: string, baseDir = process.cwd(
       source: 'static',
     });
   });
-  // A share is one place: every grant of a share must name the same backend and path.
-  const shareHome = new Map<string, string>();
+  // The grant table's own rules (one place per share, no nested shares, one grant per guest and
+  // share), reported against the grant that breaks them.
+  const table = new GrantTable();
   grants.forEach((grant, i) => {
-    const home = `${grant.backend}:${grant.path}`;
-    const seen = shareHome.get(grant.share);
-    if (seen !== undefined && seen !== home) {
-      problems.push(`grants[${i}].path: share ${grant.share} is ${seen} in an earlier grant, not ${home}`);
+    if (grantIds.size !== grants.length && table.get(grant.id)) return; // duplicate id: reported above
+    try {
+      table.upsert(grant);
+    } catch (error) {
+      if (!(error instanceof GrantError)) throw error;
+      const field = { GRANT_DUPLICATE_ID: 'id', GRANT_SHARE_CONFLICT: 'path', GRANT_DUPLICATE_GUEST: 'guest', GRANT_SHARE_NESTED: 'path' }[error.code];
+      problems.push(`grants[${i}].${field}: ${error.message}`);
     }
-    shareHome.set(grant.share, home);
   });
 
   const tcp: TcpListen[] = (doc.listen.tcp ?? []).map((l: TcpListen, i: number) => {

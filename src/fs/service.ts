@@ -114,6 +114,19 @@ function timeOf(t: NfsTime): [number, number] {
   return [t.seconds, t.nseconds];
 }
 
+const MAX_ID = 0xffff_fffe; // (uid_t)-1 means "leave unchanged" to chown: never a real id
+
+/** A status for sattr3 values no backend can take (RFC 1813 section 3.3.2: NFS3ERR_INVAL). */
+function checkSattr(attributes: Sattr3): Nfs3Status | undefined {
+  if (attributes.uid !== undefined && attributes.uid > MAX_ID) return Nfs3Status.NFS3ERR_INVAL;
+  if (attributes.gid !== undefined && attributes.gid > MAX_ID) return Nfs3Status.NFS3ERR_INVAL;
+  if (attributes.size !== undefined && attributes.size > Number.MAX_SAFE_INTEGER) return Nfs3Status.NFS3ERR_FBIG;
+  for (const time of [attributes.atime, attributes.mtime]) {
+    if (time.how === 'client' && time.time.nseconds >= 1_000_000_000) return Nfs3Status.NFS3ERR_INVAL;
+  }
+  return undefined;
+}
+
 /** sattr3 -> the native setattr request (mode, owner, size, times), or null when nothing is set. */
 function setattrRequest(attributes: Sattr3, skipMode = false): SetattrRequest | null {
   const request: SetattrRequest = {};
@@ -273,6 +286,12 @@ export class ShareFileService implements NfsFileService, MountService {
     return this.with<AttrResult>(caller, fh, (status) => ({ status, attr: null }), async (ctx) => {
       const result = await this.native.fstat(ctx.object.fd);
       if (result.err !== 0 || !result.stat) return { status: errnoToNfs3(result.err), attr: null };
+      if (result.stat.nlink === 0 && !isDirectory(result.stat)) {
+        // Unlinked on the host while we held it open: gone, as knfsd would say. (Clients never
+        // unlink files they hold open: they rename them to .nfsXXXX instead.)
+        if (!ctx.object.isRoot) this.objects.forget(fh.toString('latin1'));
+        return { status: Nfs3Status.NFS3ERR_STALE, attr: null };
+      }
       return { status: Nfs3Status.NFS3_OK, attr: toFattr3(result.stat, ctx.share.fsid) };
     });
   }
@@ -280,6 +299,8 @@ export class ShareFileService implements NfsFileService, MountService {
   async setattr(caller: Caller, fh: Buffer, attributes: Sattr3, guard: NfsTime | null): Promise<WccResult> {
     return this.with(caller, fh, (status) => ({ status, wcc: NO_WCC }), async (ctx) => {
       if (this.readOnly(ctx)) return { status: Nfs3Status.NFS3ERR_ROFS, wcc: NO_WCC };
+      const invalid = checkSattr(attributes) ?? (guard && guard.nseconds >= 1_000_000_000 ? Nfs3Status.NFS3ERR_INVAL : undefined);
+      if (invalid !== undefined) return { status: invalid, wcc: NO_WCC };
       const request = setattrRequest(attributes) ?? {};
       if (guard) request.guardCtime = timeOf(guard);
       const result = await this.native.setattr(ctx.creds, ctx.object.fd, request);
@@ -306,8 +327,14 @@ export class ShareFileService implements NfsFileService, MountService {
     const dirAttr = dirStat ? toFattr3(dirStat, share.fsid) : null;
     if (dirStat && !isDirectory(dirStat)) return { status: Nfs3Status.NFS3ERR_NOTDIR, objAttr: null, dirAttr };
     const atRoot = ctx.object.isRoot || (dirStat !== undefined && dirStat.ino === share.ino && dirStat.dev === share.dev);
-    const dots = isDotName(name);
-    if (atRoot && name.length === 2 && dots) name = Buffer.from('.');
+    const dotdot = name.length === 2 && isDotName(name);
+    if (atRoot && dotdot) name = Buffer.from('.');
+    if (!atRoot && dotdot) {
+      // A directory moved out of the share (by the host, or a guest of an enclosing share) after
+      // its handle was given must not lead upward into the rest of the backend.
+      const walk = await this.native.beneath(ctx.object.fd, share.dev, share.ino);
+      if (walk.err !== 0 || !walk.beneath) return { status: Nfs3Status.NFS3ERR_STALE, objAttr: null, dirAttr };
+    }
     const found = await this.native.lookup(ctx.creds, ctx.object.fd, name);
     if (found.err !== 0 || !found.stat) return { status: errnoToNfs3(found.err), objAttr: null, dirAttr };
     // Another filesystem mounted inside the share is not part of it.
@@ -375,11 +402,12 @@ export class ShareFileService implements NfsFileService, MountService {
     caller: Caller,
     dirFh: Buffer,
     name: Buffer,
+    attributes: Sattr3 | null,
     body: (ctx: Context) => Promise<CreatedResult>,
   ): Promise<CreatedResult> {
     const fail = (status: Nfs3Status): CreatedResult => ({ status, handle: null, objAttr: null, dirWcc: NO_WCC });
     return this.with(caller, dirFh, fail, async (ctx) => {
-      const bad = checkName(name, true);
+      const bad = checkName(name, true) ?? (attributes ? checkSattr(attributes) : undefined);
       if (bad !== undefined) return fail(bad);
       if (isDotName(name)) return fail(Nfs3Status.NFS3ERR_EXIST);
       if (this.readOnly(ctx)) return fail(Nfs3Status.NFS3ERR_ROFS);
@@ -421,7 +449,7 @@ export class ShareFileService implements NfsFileService, MountService {
   }
 
   async create(caller: Caller, dirFh: Buffer, name: Buffer, how: CreateHow): Promise<CreatedResult> {
-    return this.changeDir(caller, dirFh, name, async (ctx) => {
+    return this.changeDir(caller, dirFh, name, how.mode === CreateMode.EXCLUSIVE ? null : how.attributes, async (ctx) => {
       if (how.mode === CreateMode.EXCLUSIVE) return this.createExclusive(ctx, name, how.verifier);
       const mode = (how.attributes.mode ?? 0o644) & 0o7777;
       const result = await this.native.create(ctx.creds, ctx.object.fd, name, mode, true);
@@ -458,14 +486,14 @@ export class ShareFileService implements NfsFileService, MountService {
   }
 
   async mkdir(caller: Caller, dirFh: Buffer, name: Buffer, attributes: Sattr3): Promise<CreatedResult> {
-    return this.changeDir(caller, dirFh, name, async (ctx) => {
+    return this.changeDir(caller, dirFh, name, attributes, async (ctx) => {
       const result = await this.native.mkdir(ctx.creds, ctx.object.fd, name, (attributes.mode ?? 0o755) & 0o7777);
       return this.applyAfterCreate(ctx, this.created(ctx, result), attributes);
     });
   }
 
   async symlink(caller: Caller, dirFh: Buffer, name: Buffer, attributes: Sattr3, target: Buffer): Promise<CreatedResult> {
-    return this.changeDir(caller, dirFh, name, async (ctx) => {
+    return this.changeDir(caller, dirFh, name, attributes, async (ctx) => {
       if (target.length === 0 || target.includes(0)) return { status: Nfs3Status.NFS3ERR_INVAL, handle: null, objAttr: null, dirWcc: NO_WCC };
       if (target.length > MAX_SYMLINK_TARGET) return { status: Nfs3Status.NFS3ERR_NAMETOOLONG, handle: null, objAttr: null, dirWcc: NO_WCC };
       const result = await this.native.symlink(ctx.creds, ctx.object.fd, name, target);
@@ -475,7 +503,7 @@ export class ShareFileService implements NfsFileService, MountService {
   }
 
   async mknod(caller: Caller, dirFh: Buffer, name: Buffer, what: MknodData): Promise<CreatedResult> {
-    return this.changeDir(caller, dirFh, name, async (ctx) => {
+    return this.changeDir(caller, dirFh, name, 'attributes' in what ? what.attributes : null, async (ctx) => {
       const fail = (status: Nfs3Status): CreatedResult => ({ status, handle: null, objAttr: null, dirWcc: NO_WCC });
       // Device nodes would let a guest reach host devices through the share: refused, as a local
       // unprivileged user is refused (EPERM). FIFOs and sockets are plain directory entries.
@@ -571,6 +599,10 @@ export class ShareFileService implements NfsFileService, MountService {
         stat = result.dirStat;
         handle = plus ? share.handle : null;
         fileid = share.ino;
+      } else if (dotdot) {
+        // Elsewhere the parent's handle is left to LOOKUP, which checks it is still in the share.
+        stat = undefined;
+        handle = null;
       }
       entries.push({
         fileid,

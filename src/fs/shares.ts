@@ -155,6 +155,8 @@ export interface OpenObject {
   /** True for the share root itself (never closed by the cache). */
   readonly isRoot: boolean;
   refs: number;
+  /** Removed from the cache while in use: closed by the last release. */
+  forgotten?: boolean;
 }
 
 /**
@@ -213,15 +215,16 @@ export class ObjectCache {
 
   release(entry: OpenObject): void {
     entry.refs--;
+    if (entry.refs === 0 && entry.forgotten) this.native.close(entry.fd);
   }
 
-  /** Drop an entry whose object is gone (ESTALE), closing it once unused. */
+  /** Drop the entry of an object that is gone (unlinked), closing it once no request uses it. */
   forget(key: string): void {
     const entry = this.entries.get(key);
-    if (entry && entry.refs === 0) {
-      this.entries.delete(key);
-      this.native.close(entry.fd);
-    }
+    if (!entry) return;
+    this.entries.delete(key);
+    if (entry.refs === 0) this.native.close(entry.fd);
+    else entry.forgotten = true;
   }
 
   private evict(): void {

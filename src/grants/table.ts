@@ -1,5 +1,6 @@
 // The grant table: consulted on every MOUNT and every NFS request, so a revoked grant takes effect
-// on the guest's very next request (DESIGN.md). Lookups are two Map gets.
+// on the guest's very next request (DESIGN.md). Lookups are two Map gets; every insert is checked
+// in time proportional to the share path's depth, so a 10,000-grant snapshot stays cheap.
 import { guestIdentity, type Grant } from './types.js';
 
 export interface ShareLocation {
@@ -7,19 +8,54 @@ export interface ShareLocation {
   readonly path: string;
 }
 
+export type GrantErrorCode =
+  | 'GRANT_DUPLICATE_ID'
+  | 'GRANT_SHARE_CONFLICT'
+  | 'GRANT_DUPLICATE_GUEST'
+  | 'GRANT_SHARE_NESTED';
+
 export class GrantError extends Error {
   constructor(
-    readonly code: 'GRANT_DUPLICATE_ID' | 'GRANT_SHARE_CONFLICT' | 'GRANT_DUPLICATE_GUEST',
+    readonly code: GrantErrorCode,
     message: string,
   ) {
     super(message);
   }
 }
 
+/** A share path's components without empty and "." parts: `a//b/./c/` -> `a/b/c`. */
+export function normalizeSharePath(sharePath: string): string {
+  return sharePath
+    .split('/')
+    .filter((part) => part !== '' && part !== '.')
+    .join('/');
+}
+
+/** Every proper ancestor of a normalized path, the backend root ('') first. */
+function ancestorsOf(normalized: string): string[] {
+  const parts = normalized === '' ? [] : normalized.split('/');
+  const out: string[] = [];
+  for (let i = 0; i < parts.length; i++) out.push(parts.slice(0, i).join('/'));
+  return out;
+}
+
+interface ShareEntry {
+  readonly backend: string;
+  readonly path: string;
+  readonly normalized: string;
+  grants: number;
+}
+
 export class GrantTable {
   private readonly byId = new Map<string, Grant>();
   /** identity -> share -> grant */
   private readonly byIdentity = new Map<string, Map<string, Grant>>();
+  /** share -> where it lives and how many grants name it */
+  private readonly shares = new Map<string, ShareEntry>();
+  /** backend -> normalized share path -> share id */
+  private readonly sharePaths = new Map<string, Map<string, string>>();
+  /** backend -> normalized path -> how many share paths lie strictly beneath it */
+  private readonly ancestorPaths = new Map<string, Map<string, number>>();
   private readonly listeners = new Set<(change: { removed: Grant[]; added: Grant[] }) => void>();
 
   /** The grant that lets `identity` use `share`, or undefined. */
@@ -38,13 +74,14 @@ export class GrantTable {
     return (this.byIdentity.get(identity)?.size ?? 0) > 0;
   }
 
-  /** Where a share lives, from any grant of it (all grants of a share agree: checked on insert). */
+  /** Where a share lives (all grants of a share agree: checked on insert). */
   location(share: string): ShareLocation | undefined {
-    for (const grants of this.byIdentity.values()) {
-      const grant = grants.get(share);
-      if (grant) return { backend: grant.backend, path: grant.path };
-    }
-    return undefined;
+    const entry = this.shares.get(share);
+    return entry ? { backend: entry.backend, path: entry.path } : undefined;
+  }
+
+  get(id: string): Grant | undefined {
+    return this.byId.get(id);
   }
 
   all(): Grant[] {
@@ -55,26 +92,42 @@ export class GrantTable {
     return this.byId.size;
   }
 
-  /** Check that `grant` can join the table: unique id (unless replacing), one location per share. */
-  private check(grant: Grant, replacing: Grant | undefined): void {
-    if (this.byId.has(grant.id) && !replacing) {
-      throw new GrantError('GRANT_DUPLICATE_ID', `grant ${grant.id} exists already`);
-    }
-    for (const other of this.byId.values()) {
-      if (other.id === grant.id) continue;
-      if (other.share === grant.share && (other.backend !== grant.backend || other.path !== grant.path)) {
-        throw new GrantError(
-          'GRANT_SHARE_CONFLICT',
-          `share ${grant.share} is ${other.backend}:${other.path} in grant ${other.id}, not ${grant.backend}:${grant.path}`,
-        );
-      }
+  /**
+   * Check that `grant` can join the table (replacing `previous`, the grant with its id, if any):
+   * a unique id; one location per share; one share per guest; and no share inside another share
+   * of the same backend (a guest of the outer one could move the inner one's files around).
+   */
+  private check(grant: Grant, previous: Grant | undefined): void {
+    const share = this.shares.get(grant.share);
+    // The grant being replaced stops counting: a share's only grant may move it.
+    const movingAlone = previous !== undefined && previous.share === grant.share && share?.grants === 1;
+    const normalized = normalizeSharePath(grant.path);
+    if (share && !movingAlone && (share.backend !== grant.backend || share.normalized !== normalized)) {
+      throw new GrantError(
+        'GRANT_SHARE_CONFLICT',
+        `share ${grant.share} is ${share.backend}:${share.path}, not ${grant.backend}:${grant.path}`,
+      );
     }
     const existing = this.find(guestIdentity(grant.guest), grant.share);
     if (existing && existing.id !== grant.id) {
-      throw new GrantError(
-        'GRANT_DUPLICATE_GUEST',
-        `share ${grant.share} is granted to this guest already by grant ${existing.id}`,
-      );
+      throw new GrantError('GRANT_DUPLICATE_GUEST', `share ${grant.share} is granted to this guest already by grant ${existing.id}`);
+    }
+    if (share && !movingAlone) return; // same place as before: nesting was checked when it came
+    const ignore = movingAlone ? share : undefined;
+    const paths = this.sharePaths.get(grant.backend);
+    for (const candidate of [...ancestorsOf(normalized), normalized]) {
+      const other = paths?.get(candidate);
+      if (other !== undefined && other !== grant.share && !(ignore && ignore.normalized === candidate)) {
+        throw new GrantError(
+          'GRANT_SHARE_NESTED',
+          `share ${grant.share} (${grant.backend}:${grant.path}) would be ${candidate === normalized ? 'the same directory as' : 'inside'} share ${other}`,
+        );
+      }
+    }
+    const below = this.ancestorPaths.get(grant.backend)?.get(normalized) ?? 0;
+    const ignoredBelow = ignore && ancestorsOf(ignore.normalized).includes(normalized) ? 1 : 0;
+    if (below - ignoredBelow > 0) {
+      throw new GrantError('GRANT_SHARE_NESTED', `share ${grant.share} (${grant.backend}:${grant.path}) would contain another share`);
     }
   }
 
@@ -99,10 +152,12 @@ export class GrantTable {
   /** Replace the whole table, all or nothing. */
   replaceAll(grants: readonly Grant[]): void {
     const staged = new GrantTable();
-    for (const grant of grants) staged.upsert(grant);
+    for (const grant of grants) {
+      if (staged.byId.has(grant.id)) throw new GrantError('GRANT_DUPLICATE_ID', `grant ${grant.id} is given twice`);
+      staged.upsert(grant);
+    }
     const removed = this.all();
-    this.byId.clear();
-    this.byIdentity.clear();
+    this.clear();
     for (const grant of grants) this.attach(grant);
     this.emit(removed, [...grants]);
   }
@@ -113,21 +168,52 @@ export class GrantTable {
     return () => this.listeners.delete(listener);
   }
 
+  private clear(): void {
+    this.byId.clear();
+    this.byIdentity.clear();
+    this.shares.clear();
+    this.sharePaths.clear();
+    this.ancestorPaths.clear();
+  }
+
   private attach(grant: Grant): void {
     this.byId.set(grant.id, grant);
     const identity = guestIdentity(grant.guest);
     let shares = this.byIdentity.get(identity);
     if (!shares) this.byIdentity.set(identity, (shares = new Map()));
     shares.set(grant.share, grant);
+    const entry = this.shares.get(grant.share);
+    if (entry) {
+      entry.grants++;
+      return;
+    }
+    const normalized = normalizeSharePath(grant.path);
+    this.shares.set(grant.share, { backend: grant.backend, path: grant.path, normalized, grants: 1 });
+    let paths = this.sharePaths.get(grant.backend);
+    if (!paths) this.sharePaths.set(grant.backend, (paths = new Map()));
+    paths.set(normalized, grant.share);
+    let ancestors = this.ancestorPaths.get(grant.backend);
+    if (!ancestors) this.ancestorPaths.set(grant.backend, (ancestors = new Map()));
+    for (const ancestor of ancestorsOf(normalized)) ancestors.set(ancestor, (ancestors.get(ancestor) ?? 0) + 1);
   }
 
   private detach(grant: Grant): void {
     this.byId.delete(grant.id);
     const identity = guestIdentity(grant.guest);
     const shares = this.byIdentity.get(identity);
-    if (!shares) return;
-    if (shares.get(grant.share)?.id === grant.id) shares.delete(grant.share);
-    if (shares.size === 0) this.byIdentity.delete(identity);
+    if (shares?.get(grant.share)?.id === grant.id) shares.delete(grant.share);
+    if (shares && shares.size === 0) this.byIdentity.delete(identity);
+    const entry = this.shares.get(grant.share);
+    if (!entry || --entry.grants > 0) return;
+    this.shares.delete(grant.share);
+    this.sharePaths.get(entry.backend)?.delete(entry.normalized);
+    const ancestors = this.ancestorPaths.get(entry.backend);
+    if (!ancestors) return;
+    for (const ancestor of ancestorsOf(entry.normalized)) {
+      const left = (ancestors.get(ancestor) ?? 1) - 1;
+      if (left > 0) ancestors.set(ancestor, left);
+      else ancestors.delete(ancestor);
+    }
   }
 
   private emit(removed: Grant[], added: Grant[]): void {

@@ -230,6 +230,13 @@ export interface FsBridge {
   readdir(creds: Uint32Array | null, pathFd: number, cookie: bigint, maxEntries: number, plus: boolean): Promise<ReaddirResult>;
   /** fstatfs on the object. */
   statfs(pathFd: number): Promise<StatfsResult>;
+  /**
+   * As the daemon: whether the directory lies beneath the directory (rootDev, rootIno), walking
+   * ".." until that root (true) or the top of the namespace (false).
+   */
+  beneath(pathFd: number, rootDev: number, rootIno: number): Promise<{ err: number; beneath: boolean }>;
+  /** Diagnostics: the effective capabilities (bit mask) of a thread acting as `creds`. */
+  effectiveCaps(creds: Uint32Array | null): Promise<{ err: number; effective: bigint }>;
   /** Raise RLIMIT_NOFILE's soft limit to its hard limit; returns the new soft limit. */
   raiseFileLimit(): number;
 }

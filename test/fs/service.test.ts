@@ -311,3 +311,47 @@ t.test('MNT of a directory whose name is not UTF-8; READDIRPLUS with dircount 0'
   t.ok(listing.entries.length > 5, `dircount 0 sets no separate limit (${listing.entries.length} entries)`);
   t.ok(listing.entries.some((e) => e.name.equals(raw)), 'the raw name is listed byte for byte');
 });
+
+t.test('a directory moved out of the share does not lead upward', async (t) => {
+  const rootFh = await mountRoot(root);
+  mkdirSync(path.join(exportsDir, 'alpha', 'leaving', 'inner'), { recursive: true });
+  const leaving = await service.lookup(root, rootFh, B('leaving'));
+  const inner = await service.lookup(root, leaving.handle!, B('inner'));
+  t.same((await service.lookup(root, inner.handle!, B('..'))).handle, leaving.handle, '.. works while inside');
+  const plus = await service.readdirplus(root, inner.handle!, 0n, Buffer.alloc(8), 65536, 65536);
+  const dotdot = plus.entries.find((e) => e.name.toString() === '..');
+  t.equal(dotdot?.handle, null, "READDIRPLUS leaves a subdirectory's .. handle to LOOKUP");
+  // the host (or a guest of an enclosing share) moves it out of the share
+  const { renameSync } = await import('node:fs');
+  renameSync(path.join(exportsDir, 'alpha', 'leaving'), path.join(exportsDir, 'left'));
+  const up = await service.lookup(root, inner.handle!, B('..'));
+  t.equal(up.status, Nfs3Status.NFS3ERR_STALE, 'LOOKUP .. from outside the share is refused');
+  const upup = await service.lookup(root, leaving.handle!, B('..'));
+  t.equal(upup.status, Nfs3Status.NFS3ERR_STALE, 'even one level below the old place');
+  t.equal((await service.lookup(root, leaving.handle!, B('secret.txt'))).status, Nfs3Status.NFS3ERR_NOENT);
+  renameSync(path.join(exportsDir, 'left'), path.join(exportsDir, 'alpha', 'leaving'));
+  t.same((await service.lookup(root, inner.handle!, B('..'))).handle, leaving.handle, 'back inside, it works again');
+});
+
+t.test('a file unlinked on the host is stale', async (t) => {
+  const rootFh = await mountRoot(root);
+  writeFileSync(path.join(exportsDir, 'alpha', 'doomed'), 'x');
+  const doomed = await service.lookup(root, rootFh, B('doomed'));
+  t.equal((await service.getattr(root, doomed.handle!)).status, Nfs3Status.NFS3_OK);
+  (await import('node:fs')).unlinkSync(path.join(exportsDir, 'alpha', 'doomed'));
+  t.equal((await service.getattr(root, doomed.handle!)).status, Nfs3Status.NFS3ERR_STALE);
+  t.equal((await service.getattr(root, doomed.handle!)).status, Nfs3Status.NFS3ERR_STALE, 'and stays stale');
+});
+
+t.test('sattr3 values no backend can take are refused, not thrown', async (t) => {
+  const rootFh = await mountRoot(root);
+  const a = await service.lookup(root, rootFh, B('a.txt'));
+  const keep = { atime: { how: 'dont' as const }, mtime: { how: 'dont' as const } };
+  t.equal((await service.setattr(root, a.handle!, { ...keep, uid: 0xffffffff }, null)).status, Nfs3Status.NFS3ERR_INVAL, 'uid -1');
+  t.equal((await service.setattr(root, a.handle!, { ...keep, gid: 0xffffffff }, null)).status, Nfs3Status.NFS3ERR_INVAL, 'gid -1');
+  t.equal((await service.setattr(root, a.handle!, { ...keep, size: 2 ** 63 }, null)).status, Nfs3Status.NFS3ERR_FBIG);
+  t.equal((await service.setattr(root, a.handle!, { atime: { how: 'client', time: { seconds: 1, nseconds: 1e9 } }, mtime: { how: 'dont' } }, null)).status, Nfs3Status.NFS3ERR_INVAL, 'nseconds out of range');
+  t.equal((await service.setattr(root, a.handle!, keep, { seconds: 1, nseconds: 2e9 })).status, Nfs3Status.NFS3ERR_INVAL, 'guard nseconds');
+  t.equal((await service.mkdir(root, rootFh, B('bad-owner'), { ...keep, uid: 0xffffffff })).status, Nfs3Status.NFS3ERR_INVAL, 'MKDIR checks before creating');
+  t.notOk((await import('node:fs')).existsSync(path.join(exportsDir, 'alpha', 'bad-owner')));
+});

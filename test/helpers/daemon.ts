@@ -1,4 +1,4 @@
-// Test helper: runs the real daemon (`node dist/cli.js serve --config FILE`) on a temporary directory.
+// Test helper: runs the real daemon (`manila-gateway serve --config FILE`) on a temporary directory.
 //
 //   import t from 'tap';
 //   import { startDaemon, nfsUrl, run } from '../helpers/daemon.js';
@@ -22,10 +22,20 @@ import YAML from 'yaml';
 
 /** The repository root (this file is test/helpers/daemon.ts). */
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-/** The daemon's entry point: dist/cli.js, or $MANILA_GATEWAY_CLI (e.g. an installed build). */
+/** The daemon's entry point: the package's bin, or $MANILA_GATEWAY_CLI (e.g. an installed build). */
 export const cliPath = process.env.MANILA_GATEWAY_CLI
   ? path.resolve(process.env.MANILA_GATEWAY_CLI)
-  : path.join(repoRoot, 'dist', 'cli.js');
+  : path.join(repoRoot, 'bin', 'manila-gateway.cjs');
+
+/**
+ * The command that runs the daemon with `args` as an operator would. The test runner hands every
+ * child it spawns a NODE_OPTIONS with its own loaders (even when given an explicit environment);
+ * `env -u` drops it, so the daemon neither loads them nor has libuv's threadpool started before
+ * it sizes it.
+ */
+export function daemonCommand(args: string[]): [string, string[]] {
+  return ['/usr/bin/env', ['-u', 'NODE_OPTIONS', process.execPath, cliPath, ...args]];
+}
 
 /** A grant's guest identity, as in the config (DESIGN.md). */
 export type GuestId = { tcp: string } | { cid: number } | { vm: string };
@@ -162,7 +172,7 @@ export async function startDaemon(opts: StartOptions = {}): Promise<Daemon> {
   };
   writeFileSync(configPath, YAML.stringify(config));
 
-  const child = spawn(process.execPath, [cliPath, 'serve', '--config', configPath], {
+  const child = spawn(...daemonCommand(['serve', '--config', configPath]), {
     cwd: repoRoot,
     env: { ...process.env, ...(opts.env ?? {}) },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -315,7 +325,7 @@ export function run(
   return new Promise((resolve, reject) => {
     const child = spawn(cmd, args, {
       cwd: opts.cwd,
-      env: opts.env ? { ...process.env, ...opts.env } : process.env,
+      env: { ...process.env, ...(opts.env ?? {}) },
       stdio: [opts.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
     });
     const out: Buffer[] = [];

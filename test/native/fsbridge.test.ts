@@ -792,3 +792,30 @@ t.test('no file descriptor leaks', async (t) => {
   for (const fd of opened.splice(0)) if (fd >= 0) nb.close(fd);
   t.equal(fdCount(), fdsAtStart);
 });
+
+t.test('a thread acting as a non-root caller has no effective capability; the daemon gets all back', async (t) => {
+  const daemon = await nb.effectiveCaps(null);
+  t.equal(daemon.err, 0);
+  t.ok(daemon.effective > 0n, `daemon effective caps 0x${daemon.effective.toString(16)}`);
+  const results = await Promise.all(Array.from({ length: 16 }, (_, i) => nb.effectiveCaps(creds(1000 + i, 1000))));
+  for (const r of results) t.equal(r.effective, 0n, 'no capability at all, CAP_SYS_RESOURCE included');
+  t.equal((await nb.effectiveCaps(creds(0, 0))).effective, daemon.effective, 'a root caller (no squash) keeps them, as with knfsd');
+  const after = await Promise.all(Array.from({ length: 16 }, () => nb.effectiveCaps(null)));
+  for (const r of after) t.equal(r.effective, daemon.effective, 'every pool thread is back to the daemon');
+});
+
+t.test('owner override applies only to the current owner', async (t) => {
+  const dir = fs.mkdtempSync(path.join(base, 'override-'));
+  const file = path.join(dir, 'f');
+  fs.writeFileSync(file, 'data');
+  fs.chownSync(file, 1000, 1000);
+  fs.chmodSync(file, 0o000);
+  const fd = fs.openSync(file, O_PATH);
+  t.teardown(() => fs.closeSync(fd));
+  const buffer = Buffer.alloc(16);
+  const mine = await nb.read(creds(1000, 1000), fd, buffer, 0, 16, 0n);
+  t.equal(mine.err, 0, 'the owner reads its 0000 file');
+  fs.chownSync(file, 1001, 1001);
+  const notMine = await nb.read(creds(1000, 1000), fd, buffer, 0, 16, 0n);
+  t.equal(notMine.err, EACCES, 'after a chown away, the old owner is refused');
+});
