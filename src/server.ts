@@ -8,6 +8,7 @@ import { fsBridge } from './native/fsbridge.js';
 import { HandleCodec, loadHandleSecret } from './fs/handle.js';
 import { ShareFileService } from './fs/service.js';
 import { RpcDispatcher } from './rpc/dispatch.js';
+import { RpcServer } from './rpc/server.js';
 import { createPortmapProgram } from './portmap/program.js';
 import { createMountProgram } from './mount/program.js';
 import { createNfsProgram } from './nfs3/program.js';
@@ -61,9 +62,11 @@ export async function startGateway(config: GatewayConfig, options: StartOptions 
   dispatcher.register(createMountProgram(files));
   dispatcher.register(createNfsProgram(files));
 
+  // One server for every listener: it knows every connection, whatever transport it came on.
+  const rpc = new RpcServer({ dispatcher, logger });
   const listeners: TcpListener[] = [];
   for (const spec of config.listen.tcp) {
-    const listener = new TcpListener(dispatcher, logger, {
+    const listener = new TcpListener(rpc, logger, {
       maxRecordSize: config.limits.maxRecordBytes,
       maxCallsInFlight: config.limits.maxCallsInFlight,
       idleTimeoutMs: config.limits.idleTimeoutMs,
@@ -78,10 +81,8 @@ export async function startGateway(config: GatewayConfig, options: StartOptions 
     for (const grant of removed) {
       const identity = guestIdentity(grant.guest);
       if (grants.hasAny(identity)) continue;
-      for (const listener of listeners) {
-        for (const connection of listener.connections()) {
-          if (peerIdentity(connection.peer) === identity) connection.close('no grants left');
-        }
+      for (const connection of [...rpc.connections()]) {
+        if (peerIdentity(connection.peer) === identity) connection.close('no grants left');
       }
     }
   });

@@ -184,3 +184,19 @@ t.test('an oversized record closes only its own connection', async (t) => {
   t.pass('the oversized record closed its connection');
   t.equal((await bystander.getattr(root)).status, 0, 'another connection is unaffected');
 });
+
+t.test('a revoke applies to the next request; a guest left without grants is disconnected', async (t) => {
+  const c = await client();
+  const root = (await c.mount('/demo')).handle!;
+  t.equal((await c.getattr(root)).status, 0);
+  const grant = gateway.grants.get('g1')!;
+  const closed = new Promise<void>((resolve) => (c as unknown as { socket: { once(e: string, f: () => void): void } }).socket.once('close', resolve));
+  gateway.grants.revoke('g1');
+  await closed;
+  t.pass('the connection of a guest left without grants was closed');
+  const again = await client();
+  t.equal((await again.getattr(root)).status, 13, 'its handles get NFS3ERR_ACCES on the next request');
+  t.equal((await again.mount('/demo')).status, 13, 'and MNT is refused');
+  gateway.grants.upsert(grant);
+  t.equal((await again.getattr(root)).status, 0, 'granted again, the same handle works');
+});
