@@ -1,10 +1,11 @@
 // The Linux kernel NFS client against the daemon, in a QEMU guest (../shared/vm): three guest boots.
 //   1. test/vm/battery.sh on a rw share, squash none (file operations and POSIX permissions)
 //   2. test/vm/squash.sh on a share with squash: root
-//   3. test/vm/refused.sh: a share granted to another guest cannot be mounted (a granted one can)
+//   3. test/vm/refused.sh: a share granted to another guest cannot be mounted (a granted one can,
+//      and so can a directory below its root)
 // Each boot takes about 10-60 s under TCG; the first run also builds the guest (about 5-20 s).
 import t, { type Test } from 'tap';
-import { readdirSync, lstatSync } from 'node:fs';
+import { readdirSync, lstatSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { startDaemon, type Daemon } from '../helpers/daemon.js';
 import { runGuest, guestSkipReason, guestChecks, guestSummary, type GuestResult } from '../helpers/guest.js';
@@ -55,15 +56,17 @@ t.test('kernel client: squash root', { skip, timeout: (GUEST_LIMIT_S + 120) * 10
   t.same(leftovers(path.join(d.exportsDir, 'sq')), [], 'squash.sh left nothing behind');
 });
 
-t.test('kernel client: a share not granted to this guest cannot be mounted', { skip, timeout: 420_000 }, async (t) => {
+t.test('kernel client: a share not granted to this guest cannot be mounted; a subdirectory can', { skip, timeout: 420_000 }, async (t) => {
   const d = await daemonFor(t, {
     shares: [{ id: 'demo' }, { id: 'secret', guest: { tcp: '10.9.9.9' } }],
   });
+  mkdirSync(path.join(d.exportsDir, 'demo', 'sub', 'dir'), { recursive: true });
+  writeFileSync(path.join(d.exportsDir, 'demo', 'sub', 'dir', 'marker'), 'below the root\n');
   const g = await runGuest({
     port: d.port,
     noMount: true,
     script: 'test/vm/refused.sh',
-    args: ['/secret', '/demo'],
+    args: ['/secret', '/demo', '/demo/sub/dir'],
     timeoutS: 300,
   });
   report(t, g, 'refused.sh');
