@@ -39,10 +39,6 @@ export function isRegular(stat: NativeStat): boolean {
   return (stat.mode & S_IFMT) === S_IFREG;
 }
 
-export function isSymlink(stat: NativeStat): boolean {
-  return (stat.mode & S_IFMT) === S_IFLNK;
-}
-
 /** fattr3 of a backend object; fsid is the share's, so each share is its own filesystem to the guest. */
 export function toFattr3(stat: NativeStat, fsid: bigint): Fattr3 {
   return {

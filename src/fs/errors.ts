@@ -43,5 +43,3 @@ const BY_ERRNO = new Map<number, Nfs3Status>([
 export function errnoToNfs3(errno: number): Nfs3Status {
   return BY_ERRNO.get(errno) ?? Nfs3Status.NFS3ERR_IO;
 }
-
-export const ERRNO = E;

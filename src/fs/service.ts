@@ -7,7 +7,7 @@
 import { constants } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
-import type { FsBridge, NativeStat, SetattrRequest } from '../native/fsbridge.js';
+import type { CreateResult, FsBridge, KernelHandle, NativeStat, SetattrRequest } from '../native/fsbridge.js';
 import type { GrantTable } from '../grants/table.js';
 import type { Grant } from '../grants/types.js';
 import { AuthFlavor } from '../rpc/types.js';
@@ -194,12 +194,10 @@ export class ShareFileService implements NfsFileService, MountService {
 
   // ---- shares and grants ------------------------------------------------------------------
 
-  /** Opens a share's root (once); errors name the share and the reason. */
+  /** Opens a share's root (once: the registry keeps it by location); errors name the share and the reason. */
   async openShare(shareId: string): Promise<ShareRoot> {
-    const existing = this.shares.get(shareId);
     const location = this.grants.location(shareId);
     if (!location) throw new ShareOpenError('SHARE_PATH_MISSING', `share ${shareId} has no grant`);
-    if (existing && existing.backend === location.backend && existing.sharePath === location.path) return existing;
     const root = this.backends.rootOf(location.backend);
     if (root === undefined) throw new ShareOpenError('SHARE_PATH_MISSING', `share ${shareId}: no backend ${location.backend}`);
     return this.shares.open(shareId, location.backend, root, location.path);
@@ -223,6 +221,7 @@ export class ShareFileService implements NfsFileService, MountService {
     const key = fh.toString('latin1');
     let object = this.objects.acquireCached(key);
     let share: ShareRoot | undefined = object?.share;
+    let kernel: KernelHandle | undefined;
     if (!object) {
       const decoded = this.codec.decode(fh);
       if (!decoded) return { ok: false, status: Nfs3Status.NFS3ERR_BADHANDLE };
@@ -231,6 +230,7 @@ export class ShareFileService implements NfsFileService, MountService {
       if (decoded.kernel.bytes.equals(share.kernel.bytes) && decoded.kernel.type === share.kernel.type) {
         object = { share, fd: share.fd, isRoot: true, refs: 1 };
       }
+      kernel = decoded.kernel;
     }
     const grant = this.grants.find(caller.identity, share!.id);
     if (!grant || grant.backend !== share!.backend || grant.path !== share!.sharePath) {
@@ -240,8 +240,7 @@ export class ShareFileService implements NfsFileService, MountService {
       return { ok: false, status: grant ? Nfs3Status.NFS3ERR_STALE : Nfs3Status.NFS3ERR_ACCES };
     }
     if (!object) {
-      const decoded = this.codec.decode(fh)!;
-      const opened = await this.objects.acquire(key, share!, decoded.kernel);
+      const opened = await this.objects.acquire(key, share!, kernel!);
       if (typeof opened === 'number') {
         return { ok: false, status: opened === E.ESTALE || opened === E.ENOENT ? Nfs3Status.NFS3ERR_STALE : errnoToNfs3(opened) };
       }
@@ -415,7 +414,7 @@ export class ShareFileService implements NfsFileService, MountService {
     });
   }
 
-  private created(ctx: Context, result: Awaited<ReturnType<FsBridge['mkdir']>>): CreatedResult {
+  private created(ctx: Context, result: CreateResult): CreatedResult {
     const dirWcc = wcc(result.dirBefore, result.dirAfter, ctx.share.fsid);
     if (result.err !== 0) return { status: errnoToNfs3(result.err), handle: null, objAttr: null, dirWcc };
     const object = result.object;
@@ -428,21 +427,26 @@ export class ShareFileService implements NfsFileService, MountService {
     };
   }
 
-  /** After creating, apply the rest of sattr3 as the caller (owner, size, times); mode went into the create. */
-  private async applyAfterCreate(ctx: Context, created: CreatedResult, attributes: Sattr3, onlySize = false): Promise<CreatedResult> {
-    if (created.status !== Nfs3Status.NFS3_OK || !created.handle) return created;
+  /**
+   * The answer to a create, after applying the rest of sattr3 as the caller (owner, size, times;
+   * the mode went into the create itself). `onlySize` for an existing file under UNCHECKED.
+   */
+  private async finishCreate(ctx: Context, result: CreateResult, attributes: Sattr3, onlySize = false): Promise<CreatedResult> {
+    const created = this.created(ctx, result);
+    const kernel = result.object?.handle;
+    if (created.status !== Nfs3Status.NFS3_OK || !created.handle || !kernel) return created;
     const request = onlySize
       ? attributes.size !== undefined
         ? { size: attributes.size }
         : null
       : setattrRequest(attributes, true);
     if (!request) return created;
-    const opened = await this.objects.acquire(created.handle.toString('latin1'), ctx.share, this.codec.decode(created.handle)!.kernel);
+    const opened = await this.objects.acquire(created.handle.toString('latin1'), ctx.share, kernel);
     if (typeof opened === 'number') return { ...created, status: errnoToNfs3(opened) };
     try {
-      const result = await this.native.setattr(ctx.creds, opened.fd, request);
-      if (result.err !== 0) return { ...created, status: errnoToNfs3(result.err) };
-      return { ...created, objAttr: result.after ? toFattr3(result.after, ctx.share.fsid) : created.objAttr };
+      const changed = await this.native.setattr(ctx.creds, opened.fd, request);
+      if (changed.err !== 0) return { ...created, status: errnoToNfs3(changed.err) };
+      return { ...created, objAttr: changed.after ? toFattr3(changed.after, ctx.share.fsid) : created.objAttr };
     } finally {
       this.objects.release(opened);
     }
@@ -454,12 +458,12 @@ export class ShareFileService implements NfsFileService, MountService {
       const mode = (how.attributes.mode ?? 0o644) & 0o7777;
       const result = await this.native.create(ctx.creds, ctx.object.fd, name, mode, true);
       if (result.err !== E.EEXIST || how.mode === CreateMode.GUARDED) {
-        return this.applyAfterCreate(ctx, this.created(ctx, result), how.attributes);
+        return this.finishCreate(ctx, result, how.attributes);
       }
       // UNCHECKED on an existing name: open it as the caller would (write permission, regular file)
       // and apply only the size (RFC 1813 section 3.3.8; knfsd does the same).
       const existing = await this.native.create(ctx.creds, ctx.object.fd, name, mode, false);
-      return this.applyAfterCreate(ctx, this.created(ctx, existing), how.attributes, true);
+      return this.finishCreate(ctx, existing, how.attributes, true);
     });
   }
 
@@ -474,12 +478,11 @@ export class ShareFileService implements NfsFileService, MountService {
     if (result.err === E.EEXIST) {
       const stat = result.object?.stat;
       if (stat && isRegular(stat) && stat.atimeSec === atime && stat.mtimeSec === mtime) {
-        return { ...this.created(ctx, { ...result, err: 0 }) };
+        return this.created(ctx, { ...result, err: 0 });
       }
       return this.created(ctx, result);
     }
-    const created = this.created(ctx, result);
-    return this.applyAfterCreate(ctx, created, {
+    return this.finishCreate(ctx, result, {
       atime: { how: 'client', time: { seconds: atime, nseconds: 0 } },
       mtime: { how: 'client', time: { seconds: mtime, nseconds: 0 } },
     });
@@ -488,7 +491,7 @@ export class ShareFileService implements NfsFileService, MountService {
   async mkdir(caller: Caller, dirFh: Buffer, name: Buffer, attributes: Sattr3): Promise<CreatedResult> {
     return this.changeDir(caller, dirFh, name, attributes, async (ctx) => {
       const result = await this.native.mkdir(ctx.creds, ctx.object.fd, name, (attributes.mode ?? 0o755) & 0o7777);
-      return this.applyAfterCreate(ctx, this.created(ctx, result), attributes);
+      return this.finishCreate(ctx, result, attributes);
     });
   }
 
@@ -498,7 +501,7 @@ export class ShareFileService implements NfsFileService, MountService {
       if (target.length > MAX_SYMLINK_TARGET) return { status: Nfs3Status.NFS3ERR_NAMETOOLONG, handle: null, objAttr: null, dirWcc: NO_WCC };
       const result = await this.native.symlink(ctx.creds, ctx.object.fd, name, target);
       // Symlink modes mean nothing on Linux; owner and times still apply.
-      return this.applyAfterCreate(ctx, this.created(ctx, result), { ...attributes, mode: undefined, size: undefined });
+      return this.finishCreate(ctx, result, { ...attributes, mode: undefined, size: undefined });
     });
   }
 
@@ -512,7 +515,7 @@ export class ShareFileService implements NfsFileService, MountService {
       const typeBits = what.type === Ftype3.NF3FIFO ? S_IFIFO : S_IFSOCK;
       const mode = typeBits | ((what.attributes.mode ?? 0o644) & 0o7777);
       const result = await this.native.mknod(ctx.creds, ctx.object.fd, name, mode, 0, 0);
-      return this.applyAfterCreate(ctx, this.created(ctx, result), what.attributes);
+      return this.finishCreate(ctx, result, what.attributes);
     });
   }
 
