@@ -3,11 +3,13 @@
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import path from 'node:path';
-import { Ajv, type ErrorObject } from 'ajv';
+import { Ajv } from 'ajv';
 import { parseDocument } from 'yaml';
 import { configSchema } from './schema.js';
-import { DEFAULT_ANON_ID, type Grant, type GuestSelector } from '../grants/types.js';
-import { GrantError, GrantTable, normalizeSharePath } from '../grants/table.js';
+import type { Grant } from '../grants/types.js';
+import { GrantError, GrantTable } from '../grants/table.js';
+import { grantFromDocument, type GrantDocument } from '../grants/document.js';
+import { describeAjvErrors } from './describe.js';
 
 export interface TcpListen {
   host: string;
@@ -53,35 +55,6 @@ export class ConfigError extends Error {
   }
 }
 
-/** `/grants/0/access` -> `grants[0].access` */
-function fieldName(instancePath: string, extra?: string): string {
-  const parts = instancePath.split('/').filter(Boolean);
-  if (extra) parts.push(extra);
-  let name = '';
-  for (const part of parts) name += /^\d+$/.test(part) ? `[${part}]` : name ? `.${part}` : part;
-  return name || '(top level)';
-}
-
-function describe(error: ErrorObject): string {
-  const params = error.params as Record<string, unknown>;
-  switch (error.keyword) {
-    case 'required':
-      return `${fieldName(error.instancePath, String(params.missingProperty))}: is required`;
-    case 'additionalProperty':
-    case 'additionalProperties':
-      return `${fieldName(error.instancePath, String(params.additionalProperty))}: is not a known field`;
-    case 'enum':
-      return `${fieldName(error.instancePath)}: must be one of ${(params.allowedValues as unknown[]).join(', ')}`;
-    case 'pattern':
-      return `${fieldName(error.instancePath)}: must be letters, digits, '.', '_' or '-' (at most 128, not starting with a symbol)`;
-    case 'minProperties':
-    case 'maxProperties':
-      return `${fieldName(error.instancePath)}: must have exactly one of tcp, cid, vm`;
-    default:
-      return `${fieldName(error.instancePath)}: ${error.message ?? 'is invalid'}`;
-  }
-}
-
 const ajv = new Ajv({ allErrors: true, strict: true });
 const validate = ajv.compile(configSchema);
 
@@ -105,7 +78,7 @@ function lookupPath(root: unknown, dotted: string): unknown {
 /** Validates a parsed document; `source` names it in messages. Throws ConfigError. */
 export function parseConfig(raw: unknown, source: string, baseDir = process.cwd()): GatewayConfig {
   if (!validate(raw)) {
-    const problems = [...new Set((validate.errors ?? []).map(describe))];
+    const problems = describeAjvErrors(validate.errors);
     throw new ConfigError(problems, source);
   }
   const doc = raw as Record<string, any>;
@@ -141,22 +114,7 @@ export function parseConfig(raw: unknown, source: string, baseDir = process.cwd(
     if (grantIds.has(grant.id)) problems.push(`${at}.id: duplicate grant id ${grant.id}`);
     grantIds.add(grant.id);
     if (!backendIds.has(grant.backend)) problems.push(`${at}.backend: no backend with id ${grant.backend}`);
-    const pathProblem = checkSharePath(grant.path);
-    if (pathProblem) problems.push(`${at}.path: ${pathProblem}`);
-    const guest = grant.guest as GuestSelector;
-    if ('tcp' in guest && isIP(guest.tcp) === 0) problems.push(`${at}.guest.tcp: ${guest.tcp} is not an IP address`);
-    grants.push({
-      id: grant.id,
-      share: grant.share,
-      backend: grant.backend,
-      path: normalizeSharePath(grant.path),
-      guest,
-      access: grant.access ?? 'rw',
-      squash: grant.squash ?? 'root',
-      anonUid: grant.anon_uid ?? DEFAULT_ANON_ID,
-      anonGid: grant.anon_gid ?? DEFAULT_ANON_ID,
-      source: 'static',
-    });
+    grants.push({ ...grantFromDocument(grant as GrantDocument, at, problems), source: 'static' });
   });
   // The grant table's own rules (one place per share, no nested shares, one grant per guest and
   // share), reported against the grant that breaks them.
@@ -193,14 +151,6 @@ export function parseConfig(raw: unknown, source: string, baseDir = process.cwd(
     backends,
     grants,
   };
-}
-
-/** A share's path inside its backend: relative, no `..`, no empty or `.` components. */
-export function checkSharePath(sharePath: string): string | undefined {
-  if (sharePath.includes('\0')) return 'must not contain a NUL byte';
-  const parts = sharePath.split('/').filter((p) => p !== '' && p !== '.');
-  if (parts.includes('..')) return "must not contain '..'";
-  return undefined;
 }
 
 /** Reads, parses and validates a config file. Throws ConfigError naming the file and each field. */
