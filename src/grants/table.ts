@@ -162,6 +162,32 @@ export class GrantTable {
     this.emit(removed, [...grants]);
   }
 
+  /**
+   * Replace the whole table with as many of `grants` as fit, in order: a grant that breaks a rule
+   * given the ones before it is left out and reported, the rest go in. One change is announced,
+   * holding only the grants that really changed (so a snapshot that repeats the current state
+   * touches nothing).
+   */
+  replaceLeniently(grants: readonly Grant[]): Map<string, GrantError> {
+    const staged = new GrantTable();
+    const rejected = new Map<string, GrantError>();
+    for (const grant of grants) {
+      try {
+        if (staged.byId.has(grant.id)) throw new GrantError('GRANT_DUPLICATE_ID', `grant id ${grant.id} is used by another grant`);
+        staged.upsert(grant);
+      } catch (error) {
+        if (!(error instanceof GrantError)) throw error;
+        rejected.set(grant.id, error);
+      }
+    }
+    const removed = this.all().filter((old) => !sameGrant(old, staged.byId.get(old.id)));
+    const added = staged.all().filter((grant) => !sameGrant(grant, this.byId.get(grant.id)));
+    this.clear();
+    for (const grant of staged.byId.values()) this.attach(grant);
+    if (removed.length > 0 || added.length > 0) this.emit(removed, added);
+    return rejected;
+  }
+
   /** Called after every change (e.g. to close connections of guests left without grants). */
   onChange(listener: (change: { removed: Grant[]; added: Grant[] }) => void): () => void {
     this.listeners.add(listener);
@@ -219,4 +245,21 @@ export class GrantTable {
   private emit(removed: Grant[], added: Grant[]): void {
     for (const listener of this.listeners) listener({ removed, added });
   }
+}
+
+/** Whether two grants say exactly the same thing. */
+export function sameGrant(a: Grant | undefined, b: Grant | undefined): boolean {
+  if (!a || !b) return a === b;
+  return (
+    a.id === b.id &&
+    a.share === b.share &&
+    a.backend === b.backend &&
+    a.path === b.path &&
+    guestIdentity(a.guest) === guestIdentity(b.guest) &&
+    a.access === b.access &&
+    a.squash === b.squash &&
+    a.anonUid === b.anonUid &&
+    a.anonGid === b.anonGid &&
+    a.source === b.source
+  );
 }
