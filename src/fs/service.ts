@@ -4,6 +4,7 @@
 // so a revoke takes effect on the next one) -> squash -> the kernel does the operation under the
 // caller's fsuid/fsgid/groups. Names are one component each, validated here before any syscall.
 // Nothing follows a symlink on the server side, and `..` at a share root is the root.
+// Share roots follow the grant table: a share left without grants, or moved, is retired.
 import { constants } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
@@ -180,6 +181,10 @@ export class ShareFileService implements NfsFileService, MountService {
   readonly writeVerifier: Buffer = randomBytes(8);
   /** READDIR cookies are the backend's own directory offsets, valid across restarts: one verifier. */
   private readonly cookieVerifier: Buffer;
+  /** share id -> NFS requests resolved to it since start (kept across retire and re-open). */
+  private readonly ops = new Map<string, number>();
+  private readonly unsubscribe: () => void;
+  private closed = false;
 
   constructor(options: ShareFileServiceOptions) {
     this.native = options.native;
@@ -187,9 +192,43 @@ export class ShareFileService implements NfsFileService, MountService {
     this.backends = options.backends;
     this.codec = options.codec;
     this.logger = options.logger;
-    this.shares = new ShareRegistry(this.native, this.codec);
+    this.shares = new ShareRegistry(this.native, this.codec, (id, backend, sharePath) => !this.closed && this.grantedAt(id, backend, sharePath));
     this.objects = new ObjectCache(this.native, options.cacheLimit ?? 4096);
     this.cookieVerifier = this.codec.derive('readdir-cookie-verifier');
+    this.unsubscribe = this.grants.onChange(({ removed }) => this.followGrants(removed));
+  }
+
+  /** Number of open share roots. */
+  get openShareCount(): number {
+    return this.shares.size;
+  }
+
+  /** share id -> NFS requests that resolved to it since start (a copy, for status reports). */
+  shareOps(): Map<string, number> {
+    return new Map(this.ops);
+  }
+
+  private grantedAt(shareId: string, backend: string, sharePath: string): boolean {
+    const location = this.grants.location(shareId);
+    return location !== undefined && location.backend === backend && location.path === sharePath;
+  }
+
+  /**
+   * Retires the open roots of shares that lost their last grant or moved. A share's location can
+   * only change once all its grants are gone, so the shares of removed grants are the only ones to
+   * look at: a 10,000-grant snapshot costs a few map lookups per grant.
+   */
+  private followGrants(removed: readonly Grant[]): void {
+    for (const grant of removed) {
+      const share = this.shares.get(grant.share);
+      if (share && !this.grantedAt(share.id, share.backend, share.sharePath)) this.retire(share);
+    }
+  }
+
+  private retire(share: ShareRoot): void {
+    this.objects.forgetShare(share);
+    this.shares.retire(share);
+    this.logger.debug({ share: share.id }, 'share closed');
   }
 
   // ---- shares and grants ------------------------------------------------------------------
@@ -217,7 +256,20 @@ export class ShareFileService implements NfsFileService, MountService {
     return Uint32Array.of(sys.uid, sys.gid, ...sys.gids);
   }
 
-  private async resolve(caller: Caller, fh: Buffer): Promise<Resolved> {
+  /**
+   * Handle -> share -> grant -> object, holding the share root until done(). For a handle whose tag
+   * verifies, the answers are:
+   * - its share is not granted to this guest (never was, or revoked), whether or not the share is
+   *   still open for other guests: NFS3ERR_ACCES, the answer a revoke gives on the next request;
+   * - its share is granted to this guest at another backend or path (moved): NFS3ERR_STALE, the
+   *   handle names a place the share no longer is;
+   * - its share was revoked and granted again at the same place: the handle works again (the share
+   *   key derives from id, backend and path, so the re-opened root has the same key); a retired
+   *   root is re-opened on demand;
+   * - a share key neither open nor among the last retired ones: NFS3ERR_STALE.
+   * `count` is false for the second handle of one request (RENAME, LINK) and MOUNT's own lookups.
+   */
+  private async resolve(caller: Caller, fh: Buffer, count = true): Promise<Resolved> {
     const key = fh.toString('latin1');
     let object = this.objects.acquireCached(key);
     let share: ShareRoot | undefined = object?.share;
@@ -226,36 +278,76 @@ export class ShareFileService implements NfsFileService, MountService {
       const decoded = this.codec.decode(fh);
       if (!decoded) return { ok: false, status: Nfs3Status.NFS3ERR_BADHANDLE };
       share = this.shares.byHandleKey(decoded.shareKey);
-      if (!share) return { ok: false, status: Nfs3Status.NFS3ERR_STALE };
+      if (!share) {
+        const reopened = await this.reopenRetired(caller, decoded.shareKey);
+        if (typeof reopened === 'number') return { ok: false, status: reopened };
+        share = reopened;
+      }
       if (decoded.kernel.bytes.equals(share.kernel.bytes) && decoded.kernel.type === share.kernel.type) {
         object = { share, fd: share.fd, isRoot: true, refs: 1 };
       }
       kernel = decoded.kernel;
     }
     const grant = this.grants.find(caller.identity, share!.id);
-    if (!grant || grant.backend !== share!.backend || grant.path !== share!.sharePath) {
+    // (A cached object's share is never retired: retiring drops its objects from the cache.)
+    if (!grant || grant.backend !== share!.backend || grant.path !== share!.sharePath || share!.retired) {
       if (object && !object.isRoot) this.objects.release(object);
-      // Not granted (or no longer): the same answer whether the share exists or not. A share that
-      // now lives elsewhere makes the old handles stale.
       return { ok: false, status: grant ? Nfs3Status.NFS3ERR_STALE : Nfs3Status.NFS3ERR_ACCES };
     }
+    // Held before anything uses share.fd (open_by_handle_at below): a retire now defers the close.
+    this.shares.hold(share!);
     if (!object) {
       const opened = await this.objects.acquire(key, share!, kernel!);
       if (typeof opened === 'number') {
+        this.shares.release(share!);
         return { ok: false, status: opened === E.ESTALE || opened === E.ENOENT ? Nfs3Status.NFS3ERR_STALE : errnoToNfs3(opened) };
       }
       object = opened;
     }
+    if (count) this.ops.set(share!.id, (this.ops.get(share!.id) ?? 0) + 1);
     return { ok: true, ctx: { share: share!, grant, creds: ShareFileService.credentials(grant, caller), object } };
+  }
+
+  /**
+   * The root for a share key that is not open: re-opened when it was retired and this guest holds a
+   * grant for the share at the same place again; otherwise the status resolve() answers.
+   */
+  private async reopenRetired(caller: Caller, keyHex: string): Promise<ShareRoot | Nfs3Status> {
+    const shareId = this.shares.retiredShare(keyHex);
+    if (shareId === undefined) return Nfs3Status.NFS3ERR_STALE;
+    const grant = this.grants.find(caller.identity, shareId);
+    if (!grant) return Nfs3Status.NFS3ERR_ACCES;
+    if (HandleCodec.shareKey(shareId, grant.backend, grant.path).toString('hex') !== keyHex) return Nfs3Status.NFS3ERR_STALE;
+    try {
+      await this.openShare(shareId);
+    } catch (error) {
+      if (!(error instanceof ShareOpenError)) throw error;
+      this.logger.warn({ share: shareId, err: error.message }, 'share cannot be re-opened');
+      return this.grants.find(caller.identity, shareId) ? Nfs3Status.NFS3ERR_STALE : Nfs3Status.NFS3ERR_ACCES;
+    }
+    // Whatever holds the key now: the grants may have changed again while the open was under way.
+    const share = this.shares.byHandleKey(keyHex);
+    if (share) return share;
+    return this.grants.find(caller.identity, shareId) ? Nfs3Status.NFS3ERR_STALE : Nfs3Status.NFS3ERR_ACCES;
   }
 
   private done(ctx: Context): void {
     if (!ctx.object.isRoot) this.objects.release(ctx.object);
+    this.shares.release(ctx.share);
   }
 
-  /** Runs `body` with the object named by `fh`; `fail` builds the answer for a status. */
-  private async with<T>(caller: Caller, fh: Buffer, fail: (status: Nfs3Status) => T, body: (ctx: Context) => Promise<T>): Promise<T> {
-    const resolved = await this.resolve(caller, fh);
+  /**
+   * Runs `body` with the object named by `fh`; `fail` builds the answer for a status. `count` as
+   * for resolve().
+   */
+  private async with<T>(
+    caller: Caller,
+    fh: Buffer,
+    fail: (status: Nfs3Status) => T,
+    body: (ctx: Context) => Promise<T>,
+    count = true,
+  ): Promise<T> {
+    const resolved = await this.resolve(caller, fh, count);
     if (!resolved.ok) return fail(resolved.status);
     try {
       return await body(resolved.ctx);
@@ -554,7 +646,7 @@ export class ShareFileService implements NfsFileService, MountService {
           fromDirWcc: wcc(result.fromDirBefore, result.fromDirAfter, from.share.fsid),
           toDirWcc: wcc(result.toDirBefore, result.toDirAfter, to.share.fsid),
         };
-      }),
+      }, false), // one request, counted once
     );
   }
 
@@ -574,7 +666,7 @@ export class ShareFileService implements NfsFileService, MountService {
           fileAttr: after ? toFattr3(after, file.share.fsid) : null,
           linkDirWcc: wcc(result.dirBefore, result.dirAfter, dir.share.fsid),
         };
-      }),
+      }, false), // one request, counted once
     );
   }
 
@@ -723,6 +815,8 @@ export class ShareFileService implements NfsFileService, MountService {
     try {
       share = await this.openShare(shareId);
     } catch (error) {
+      // revoked while it was being opened: the answer the revoke itself would have given
+      if (error instanceof ShareOpenError && error.code === 'SHARE_NOT_GRANTED') return { status: MountStat.MNT3ERR_ACCES };
       this.logger.error({ share: shareId, err: (error as Error).message }, 'share cannot be opened');
       return { status: MountStat.MNT3ERR_IO };
     }
@@ -733,7 +827,7 @@ export class ShareFileService implements NfsFileService, MountService {
         const bad = checkName(name, true);
         if (bad !== undefined) return Promise.resolve({ status: bad, objAttr: null, dirAttr: null } as LookupResult);
         return this.lookupIn(ctx, name);
-      });
+      }, false); // MOUNT's own walk: not an NFS request
       if (found.status !== Nfs3Status.NFS3_OK || !found.handle) return { status: mountStatus(found.status) };
       // Mount points are directories reached without following symlinks.
       if (found.objAttr?.type !== Ftype3.NF3DIR) return { status: MountStat.MNT3ERR_NOTDIR };
@@ -742,7 +836,11 @@ export class ShareFileService implements NfsFileService, MountService {
     return { status: MountStat.MNT3_OK, handle };
   }
 
+  /** Stops following the grants and retires every share (each root closed once its requests finish). */
   close(): void {
+    this.closed = true;
+    this.unsubscribe();
+    for (const share of [...this.shares.roots()]) this.retire(share);
     this.objects.closeAll();
   }
 }

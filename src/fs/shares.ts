@@ -1,9 +1,11 @@
 // Share roots and the open-object cache.
 //
-// A share root is opened once (O_PATH) and kept: it is the mount fd for open_by_handle_at and the
-// top of the share, where `..` stays put. Objects the guests name by handle are opened on demand
-// (open_by_handle_at, O_PATH) and cached by handle with a reference count, so a descriptor is never
-// closed while an operation is using it.
+// A share root is opened once per location and kept while the share is granted: it is the mount fd
+// for open_by_handle_at and the top of the share, where `..` stays put. When the share loses its
+// last grant (or moves) the root is retired: out of the registry at once, its descriptor closed when
+// the last request that resolved through it finishes. Objects the guests name by handle are opened
+// on demand (open_by_handle_at, O_PATH) and cached by handle with a reference count, so a descriptor
+// is never closed while an operation is using it.
 import { openSync, constants as fsConstants } from 'node:fs';
 import { realpath } from 'node:fs/promises';
 import path from 'node:path';
@@ -23,18 +25,26 @@ export interface ShareRoot {
   readonly keyHex: string;
   /** fsid reported to guests: each share is its own filesystem to them. */
   readonly fsid: bigint;
-  readonly fd: number;
+  /** -1 once closed: a late use fails with EBADF instead of reaching whatever reused the number. */
+  fd: number;
   readonly dev: number;
   readonly ino: number;
   readonly mountId: number;
   readonly kernel: KernelHandle;
   /** The root's NFS handle. */
   readonly handle: Buffer;
+  /** Requests that resolved through this root and have not finished (ShareRegistry.hold/release). */
+  inflight: number;
+  /** Out of the registry; the fd is closed once `inflight` is 0. */
+  retired: boolean;
 }
+
+/** Retired share keys remembered (key -> share id), to tell a revoked share's handles from unknown ones. */
+const RETIRED_KEYS = 100_000;
 
 export class ShareOpenError extends Error {
   constructor(
-    readonly code: 'SHARE_PATH_MISSING' | 'SHARE_PATH_ESCAPES' | 'SHARE_NOT_DIRECTORY' | 'SHARE_NO_HANDLE',
+    readonly code: 'SHARE_PATH_MISSING' | 'SHARE_PATH_ESCAPES' | 'SHARE_NOT_DIRECTORY' | 'SHARE_NO_HANDLE' | 'SHARE_NOT_GRANTED',
     message: string,
   ) {
     super(message);
@@ -45,11 +55,63 @@ export class ShareRegistry {
   private readonly byKey = new Map<string, ShareRoot>();
   private readonly byId = new Map<string, ShareRoot>();
   private readonly opening = new Map<string, Promise<ShareRoot>>();
+  /** key hex -> share id of retired roots, least recently retired first. */
+  private readonly retiredKeys = new Map<string, string>();
 
+  /**
+   * `wanted` says whether a share is still granted at a location; an open that finishes after the
+   * share was revoked or moved is closed instead of registered.
+   */
   constructor(
     private readonly native: FsBridge,
     private readonly codec: HandleCodec,
+    private readonly wanted: (shareId: string, backend: string, sharePath: string) => boolean = () => true,
   ) {}
+
+  /** Open share roots. */
+  get size(): number {
+    return this.byKey.size;
+  }
+
+  roots(): IterableIterator<ShareRoot> {
+    return this.byKey.values();
+  }
+
+  /** The share id of a retired (and not re-opened) share key, if still remembered. */
+  retiredShare(keyHex: string): string | undefined {
+    return this.retiredKeys.get(keyHex);
+  }
+
+  /** A request resolved through `share`: its fd stays open until the matching release. */
+  hold(share: ShareRoot): void {
+    share.inflight++;
+  }
+
+  release(share: ShareRoot): void {
+    share.inflight--;
+    if (share.inflight === 0 && share.retired) this.closeRoot(share);
+  }
+
+  /**
+   * Takes `share` out of the registry at once, so no new request finds it, and closes its fd now or
+   * when the last request holding it finishes.
+   */
+  retire(share: ShareRoot): void {
+    if (share.retired) return;
+    share.retired = true;
+    if (this.byKey.get(share.keyHex) === share) this.byKey.delete(share.keyHex);
+    if (this.byId.get(share.id) === share) this.byId.delete(share.id);
+    this.retiredKeys.delete(share.keyHex);
+    this.retiredKeys.set(share.keyHex, share.id);
+    if (this.retiredKeys.size > RETIRED_KEYS) this.retiredKeys.delete(this.retiredKeys.keys().next().value!);
+    if (share.inflight === 0) this.closeRoot(share);
+  }
+
+  private closeRoot(share: ShareRoot): void {
+    if (share.fd < 0) return;
+    this.native.close(share.fd);
+    share.fd = -1;
+  }
 
   byHandleKey(keyHex: string): ShareRoot | undefined {
     return this.byKey.get(keyHex);
@@ -122,6 +184,12 @@ export class ShareRegistry {
         `share ${shareId}: the filesystem at ${hostPath} gives no usable file handles (errno ${handle.err})`,
       );
     }
+    // Revoked or moved while this open was under way: nobody may find it (checked in the same tick
+    // as the registration, so no grant change can fall in between).
+    if (!this.wanted(shareId, backend, sharePath)) {
+      this.native.close(fd);
+      throw new ShareOpenError('SHARE_NOT_GRANTED', `share ${shareId}: no longer granted at ${backend}:${sharePath}`);
+    }
     const share: ShareRoot = {
       id: shareId,
       backend,
@@ -136,9 +204,12 @@ export class ShareRegistry {
       mountId: handle.mountId ?? -1,
       kernel: handle.handle,
       handle: nfsHandle,
+      inflight: 0,
+      retired: false,
     };
     this.byKey.set(keyHex, share);
     this.byId.set(shareId, share);
+    this.retiredKeys.delete(keyHex);
     return share;
   }
 }
@@ -161,11 +232,13 @@ export interface OpenObject {
 
 /**
  * LRU of open objects keyed by the NFS handle bytes. A hit means those exact bytes were verified
- * when first opened, so the tag is not recomputed on every request.
+ * when first opened, so the tag is not recomputed on every request. Keys are also indexed by share,
+ * so retiring a share closes its objects without scanning the whole cache.
  */
 export class ObjectCache {
   private readonly entries = new Map<string, OpenObject>();
   private readonly pending = new Map<string, PendingOpen>();
+  private readonly byShare = new Map<ShareRoot, Set<string>>();
 
   constructor(
     private readonly native: FsBridge,
@@ -187,7 +260,7 @@ export class ObjectCache {
     return entry;
   }
 
-  /** Opens the object on a miss; returns it marked in use, or an errno. */
+  /** Opens the object on a miss; returns it marked in use, or an errno. The caller holds `share`. */
   async acquire(key: string, share: ShareRoot, kernel: KernelHandle): Promise<OpenObject | number> {
     const hit = this.acquireCached(key);
     if (hit) return hit;
@@ -208,7 +281,12 @@ export class ObjectCache {
     const result = await this.native.openByHandle(share.fd, kernel, O_PATH);
     if (result.err !== 0) return result.err;
     const entry: OpenObject = { share, fd: result.fd, isRoot: false, refs: slot.waiters };
-    this.entries.set(key, entry);
+    if (share.retired) {
+      // Retired while opening: the waiters use it, the last release closes it.
+      entry.forgotten = true;
+      return entry;
+    }
+    this.insert(key, entry);
     this.evict();
     return entry;
   }
@@ -222,7 +300,39 @@ export class ObjectCache {
   forget(key: string): void {
     const entry = this.entries.get(key);
     if (!entry) return;
+    this.remove(key, entry);
+    this.drop(entry);
+  }
+
+  /** Drop every object of a retired share: idle ones closed now, busy ones by their last release. */
+  forgetShare(share: ShareRoot): void {
+    const keys = this.byShare.get(share);
+    if (!keys) return;
+    this.byShare.delete(share);
+    for (const key of keys) {
+      const entry = this.entries.get(key);
+      if (!entry || entry.share !== share) continue;
+      this.entries.delete(key);
+      this.drop(entry);
+    }
+  }
+
+  private insert(key: string, entry: OpenObject): void {
+    this.entries.set(key, entry);
+    let keys = this.byShare.get(entry.share);
+    if (!keys) this.byShare.set(entry.share, (keys = new Set()));
+    keys.add(key);
+  }
+
+  private remove(key: string, entry: OpenObject): void {
     this.entries.delete(key);
+    const keys = this.byShare.get(entry.share);
+    if (!keys) return;
+    keys.delete(key);
+    if (keys.size === 0) this.byShare.delete(entry.share);
+  }
+
+  private drop(entry: OpenObject): void {
     if (entry.refs === 0) this.native.close(entry.fd);
     else entry.forgotten = true;
   }
@@ -232,14 +342,16 @@ export class ObjectCache {
     for (const [key, entry] of this.entries) {
       if (this.entries.size <= this.limit) break;
       if (entry.refs > 0) continue;
-      this.entries.delete(key);
+      this.remove(key, entry);
       this.native.close(entry.fd);
     }
   }
 
+  /** Closes every cached object now, busy or not (shutdown). */
   closeAll(): void {
     for (const entry of this.entries.values()) this.native.close(entry.fd);
     this.entries.clear();
+    this.byShare.clear();
   }
 }
 
