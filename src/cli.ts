@@ -1,26 +1,31 @@
 // manila-gateway: serve | check-config | demo | controller (DESIGN.md "Interfaces others rely on").
-import { mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig, parseConfig, type GatewayConfig } from './config/load.js';
 import { startGateway, type Gateway } from './server.js';
+import { startController, type ControllerOptions } from './controller/server.js';
+import { parseControllerArgs, UsageError } from './controller/args.js';
+import { SOFTWARE_VERSION } from './version.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-
-function version(): string {
-  const pkg = JSON.parse(readFileSync(path.join(here, '..', 'package.json'), 'utf8')) as { version: string };
-  return pkg.version;
-}
 
 const USAGE = `usage:
   manila-gateway serve --config FILE         run the gateway
   manila-gateway check-config --config FILE  validate a config file; exit 1 naming each bad field
-  manila-gateway demo [--dir DIR] [--port P] export DIR/exports/demo as share "demo" to 127.0.0.1
-                                             (what "npm start" runs; port 2049, or a free one if taken)
+  manila-gateway demo [--dir DIR] [--port P] [--controller-port P]
+                                             the reference controller and a gateway in one process:
+                                             DIR/exports/demo is granted as share "demo" to 127.0.0.1
+                                             (what "npm start" runs; ports 2049 and 8080, or free
+                                             ones if taken)
   manila-gateway controller --listen HOST:PORT --state FILE [--token-file FILE]
-                                             the reference controller (not in this build yet)
+                 [--tls-cert FILE --tls-key FILE [--client-ca FILE]] [--heartbeat-ms N]
+                                             the reference controller: HTTP API and /v1/gateway
+                                             websocket on one port (https/wss with --tls-*;
+                                             --client-ca requires client certificates whose
+                                             CN is the node id; heartbeat 250-60000 ms, default 2000)
   manila-gateway --version`;
 
 function fail(message: string, code = 2): never {
@@ -43,8 +48,8 @@ function readConfig(file: string): GatewayConfig {
   }
 }
 
-/** Stop cleanly on SIGTERM/SIGINT: stop accepting, close connections, exit 0. */
-function stopOnSignals(gateway: Gateway): void {
+/** Stop cleanly on SIGTERM/SIGINT: stop accepting, close connections, exit 0. `also` stops too. */
+function stopOnSignals(gateway: Gateway, also: Array<() => Promise<void>> = []): void {
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;
@@ -52,6 +57,7 @@ function stopOnSignals(gateway: Gateway): void {
     gateway.logger.info({ signal }, 'stopping');
     gateway
       .stop()
+      .then(() => Promise.all(also.map((fn) => fn())))
       .then(() => process.exit(0))
       .catch((error: unknown) => {
         gateway.logger.error({ err: error }, 'stop failed');
@@ -85,41 +91,101 @@ function portFree(host: string, port: number): Promise<boolean> {
   });
 }
 
+/** A free port: `preferred` when it is free, else one the kernel picks. */
+async function portOr(host: string, preferred: number): Promise<number> {
+  return (await portFree(host, preferred)) ? preferred : 0;
+}
+
+function portArg(value: string | undefined, name: string): number | undefined {
+  if (value === undefined) return undefined;
+  const port = Number(value);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) fail(`${name} ${value}: not a port number`);
+  return port;
+}
+
+/**
+ * The embedded default: the reference controller and a gateway in one process. The demo grant
+ * lives at the controller, as every grant does in production, and reaches the gateway over the
+ * loopback websocket; more can be added through the controller's HTTP API.
+ */
 async function demo(args: string[]): Promise<void> {
   const { values } = parseArgs({
     args,
-    options: { dir: { type: 'string' }, port: { type: 'string' } },
+    options: { dir: { type: 'string' }, port: { type: 'string' }, 'controller-port': { type: 'string' } },
     strict: true,
   });
   const dir = path.resolve(values.dir ?? path.join(here, '..', 'demo-data'));
   const share = path.join(dir, 'exports', 'demo');
   mkdirSync(share, { recursive: true });
   const host = '127.0.0.1';
-  let port = values.port !== undefined ? Number(values.port) : 2049;
-  if (!Number.isInteger(port) || port < 0 || port > 65535) fail(`--port ${values.port}: not a port number`);
-  if (values.port === undefined && !(await portFree(host, port))) port = 0;
+  const port = portArg(values.port, '--port') ?? (await portOr(host, 2049));
+  const controllerPort = portArg(values['controller-port'], '--controller-port') ?? (await portOr(host, 8080));
+
+  const controller = await startController({ host, port: controllerPort, stateFile: path.join(dir, 'controller-state.json') });
+  const demoGrant = { id: 'demo', node_id: 'demo', share: 'demo', backend: 'local', path: 'demo', guest: { tcp: host }, access: 'rw', squash: 'none' };
+  const posted = await fetch(`${controller.url}/v1/grants`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(demoGrant),
+  });
+  if (posted.status !== 200 && posted.status !== 201) fail(`the controller refused the demo grant: ${posted.status} ${await posted.text()}`, 1);
+
   const config = parseConfig(
     {
       node_id: 'demo',
       state_dir: path.join(dir, 'state'),
       listen: { tcp: [{ host, port }] },
       backends: [{ id: 'local', type: 'local', path: path.join(dir, 'exports') }],
-      grants: [
-        { id: 'demo', share: 'demo', backend: 'local', path: 'demo', guest: { tcp: host }, access: 'rw', squash: 'none' },
-      ],
+      controller: { url: controller.gatewayUrl },
     },
     'demo',
   );
   const gateway = await startGateway(config);
-  stopOnSignals(gateway);
+  stopOnSignals(gateway, [() => controller.stop()]);
+  await until(() => gateway.grants.get('demo') !== undefined, 10_000);
   const bound = gateway.ports()[0]!;
   const opts = `vers=3,proto=tcp,port=${bound},mountport=${bound},mountproto=tcp,nolock`;
   process.stderr.write(
     `\nmanila-gateway demo: ${share} is exported as share "demo" to ${host} on port ${bound}\n` +
       `  kernel client:  sudo mkdir -p /mnt/demo && sudo mount -t nfs -o ${opts} ${host}:/demo /mnt/demo\n` +
       `  libnfs:         nfs-ls "nfs://${host}/demo?version=3&nfsport=${bound}&mountport=${bound}"\n` +
+      `  controller API: curl ${controller.url}/v1/grants   (the grant came from it; see README "Controller")\n` +
       `  stop with Ctrl-C\n\n`,
   );
+}
+
+/** Resolves once `check()` holds, or after `timeoutMs` (the caller carries on either way). */
+async function until(check: () => boolean, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check() && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+}
+
+/** The reference controller; stops cleanly on SIGTERM/SIGINT. */
+async function controller(args: string[]): Promise<void> {
+  let options: ControllerOptions;
+  try {
+    options = parseControllerArgs(args);
+  } catch (error) {
+    if (error instanceof UsageError) fail(`${error.message}\n${USAGE}`);
+    throw error;
+  }
+  const running = await startController(options);
+  running.logger.info({ url: running.url, gatewayUrl: running.gatewayUrl }, 'controller listening');
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    running.logger.info({ signal }, 'stopping');
+    running
+      .stop()
+      .then(() => process.exit(0))
+      .catch((error: unknown) => {
+        running.logger.error({ err: error }, 'stop failed');
+        process.exit(1);
+      });
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
 }
 
 async function main(argv: string[]): Promise<void> {
@@ -132,10 +198,10 @@ async function main(argv: string[]): Promise<void> {
     case 'demo':
       return demo(rest);
     case 'controller':
-      return fail('the reference controller is not available in this build yet', 1);
+      return controller(rest);
     case '--version':
     case '-v':
-      process.stdout.write(`${version()}\n`);
+      process.stdout.write(`${SOFTWARE_VERSION}\n`);
       return;
     case '--help':
     case '-h':

@@ -2,7 +2,7 @@
 // and the embedded default (`npm start` = `manila-gateway demo`) serving a real client.
 import t from 'tap';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { cliPath, daemonCommand, run, nfsUrl } from './helpers/daemon.js';
@@ -66,9 +66,9 @@ t.test('serve refuses a bad config before binding anything', async (t) => {
   t.match(result.stderr, /listen\.vsock: vsock listeners are not available in this build yet/);
 });
 
-t.test('the embedded default serves a local directory and prints how to mount it', async (t) => {
+t.test('the embedded default: controller and gateway in one process, a local directory served', async (t) => {
   const demoDir = path.join(dir, 'demo');
-  const child = spawn(...daemonCommand(['demo', '--dir', demoDir, '--port', '0']), { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(...daemonCommand(['demo', '--dir', demoDir, '--port', '0', '--controller-port', '0']), { stdio: ['ignore', 'pipe', 'pipe'] });
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
   t.teardown(() => child.kill('SIGKILL'));
   let stderr = '';
@@ -93,6 +93,28 @@ t.test('the embedded default serves a local directory and prints how to mount it
   const cat = await run('nfs-cat', [nfsUrl(port, 'demo', 'hello.txt')], { timeoutMs: 30_000 });
   t.equal(cat.code, 0, cat.stderr);
   t.equal(cat.stdout, 'hello from the demo\n', 'a real client reads through the printed port');
+
+  // The grant came from the in-process controller, and its API adds more.
+  const api = /controller API: curl (http:\/\/127\.0\.0\.1:\d+)\/v1\/grants/.exec(stderr)?.[1];
+  t.ok(api, 'the controller API is printed');
+  const listed = (await (await fetch(`${api}/v1/grants`)).json()) as { grants: { id: string }[] };
+  t.same(listed.grants.map((g) => g.id), ['demo'], 'the demo grant lives at the controller');
+  const gateways = (await (await fetch(`${api}/v1/gateways`)).json()) as { gateways: { node_id: string; connected: boolean }[] };
+  t.match(gateways.gateways, [{ node_id: 'demo', connected: true }], 'the gateway is connected over loopback');
+  mkdirSync(path.join(demoDir, 'exports', 'more'));
+  const posted = await fetch(`${api}/v1/grants`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ id: 'more', node_id: 'demo', share: 'more', backend: 'local', path: 'more', guest: { tcp: '127.0.0.1' } }),
+  });
+  t.equal(posted.status, 201);
+  let ls = await run('nfs-ls', [nfsUrl(port, 'more')], { timeoutMs: 30_000 });
+  for (let i = 0; i < 50 && ls.code !== 0; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    ls = await run('nfs-ls', [nfsUrl(port, 'more')], { timeoutMs: 30_000 });
+  }
+  t.equal(ls.code, 0, `a grant added through the API is served: ${ls.stderr}`);
+
   const threads = readdirSync(`/proc/${child.pid}/task`).length;
   t.ok(threads >= 32, `libuv's threadpool is sized for many guests (${threads} threads)`);
   child.kill('SIGTERM');

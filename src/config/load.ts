@@ -29,6 +29,15 @@ export interface Limits {
   maxCallsInFlight: number;
 }
 
+export interface ControllerConfig {
+  /** Tried in order, failing over to the next. */
+  urls: string[];
+  tokenFile?: string;
+  caFile?: string;
+  certFile?: string;
+  keyFile?: string;
+}
+
 export interface GatewayConfig {
   nodeId: string;
   stateDir: string;
@@ -37,6 +46,7 @@ export interface GatewayConfig {
   limits: Limits;
   backends: BackendConfig[];
   grants: Grant[];
+  controller?: ControllerConfig;
 }
 
 export const DEFAULT_LIMITS: Limits = {
@@ -63,7 +73,6 @@ const NOT_YET = [
   ['listen.vsock', 'vsock listeners are not available in this build yet'],
   ['listen.hybrid_vsock', 'hybrid vsock listeners are not available in this build yet'],
   ['metrics', 'the metrics endpoint is not available in this build yet'],
-  ['controller', 'the controller channel is not available in this build yet'],
 ] as const;
 
 function lookupPath(root: unknown, dotted: string): unknown {
@@ -136,6 +145,8 @@ export function parseConfig(raw: unknown, source: string, baseDir = process.cwd(
   });
   if (tcp.length === 0 && problems.length === 0) problems.push('listen: needs at least one listener (listen.tcp)');
 
+  const controller = doc.controller ? parseController(doc.controller, baseDir, problems) : undefined;
+
   if (problems.length > 0) throw new ConfigError(problems, source);
   const limits = doc.limits ?? {};
   return {
@@ -150,7 +161,49 @@ export function parseConfig(raw: unknown, source: string, baseDir = process.cwd(
     },
     backends,
     grants,
+    ...(controller ? { controller } : {}),
   };
+}
+
+/** `controller:`: where the controller is and how to prove who we are (DESIGN.md). */
+function parseController(raw: Record<string, any>, baseDir: string, problems: string[]): ControllerConfig {
+  if ((raw.url === undefined) === (raw.urls === undefined)) problems.push('controller: needs exactly one of url, urls');
+  const urls: string[] = raw.urls ?? (raw.url !== undefined ? [raw.url] : []);
+  const field = raw.urls ? (i: number) => `controller.urls[${i}]` : () => 'controller.url';
+  urls.forEach((url, i) => {
+    let parsed: URL;
+    try {
+      parsed = new URL(url);
+    } catch {
+      problems.push(`${field(i)}: ${url} is not a URL`);
+      return;
+    }
+    if (parsed.protocol !== 'ws:' && parsed.protocol !== 'wss:') problems.push(`${field(i)}: must start with ws:// or wss://`);
+  });
+  const config: ControllerConfig = { urls };
+  const files = [
+    ['token_file', 'tokenFile'],
+    ['ca_file', 'caFile'],
+    ['cert_file', 'certFile'],
+    ['key_file', 'keyFile'],
+  ] as const;
+  for (const [key, name] of files) {
+    if (raw[key] === undefined) continue;
+    const file = path.resolve(baseDir, raw[key]);
+    config[name] = file;
+    try {
+      const content = readFileSync(file, 'utf8');
+      if (key === 'token_file' && content.trim() === '') problems.push(`controller.token_file: ${file} is empty`);
+    } catch (error) {
+      problems.push(`controller.${key}: cannot read ${file} (${(error as NodeJS.ErrnoException).code})`);
+    }
+  }
+  if ((raw.cert_file === undefined) !== (raw.key_file === undefined)) problems.push('controller: cert_file and key_file go together');
+  const tlsOnly = ['ca_file', 'cert_file', 'key_file'].filter((key) => raw[key] !== undefined);
+  if (tlsOnly.length > 0 && urls.some((url) => !url.startsWith('wss://'))) {
+    problems.push(`controller.${tlsOnly[0]}: only applies to wss:// urls`);
+  }
+  return config;
 }
 
 /** Reads, parses and validates a config file. Throws ConfigError naming the file and each field. */

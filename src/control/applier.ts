@@ -113,10 +113,16 @@ export class GrantApplier {
     return this.serialized(async () => {
       const refused = this.checkDelta(sessionEpoch, revision);
       if (refused) return refused;
+      // Fail closed: a revoke is enforced before it is durable, so a guest loses access at once
+      // rather than after two fsyncs. If persisting fails the grant stays revoked in memory while
+      // the revision does not advance; the controller is told PERSIST_FAILED and resends.
+      if (this.options.grants.get(grantId)?.source === 'controller') this.options.grants.revoke(grantId);
       const grants = [...this.pushed.values()].filter((g) => g.id !== grantId);
       const persisted = await this.persist({ epoch: this.epochApplied, revision, grants });
-      if (persisted) return persisted;
-      if (this.options.grants.get(grantId)?.source === 'controller') this.options.grants.revoke(grantId);
+      if (persisted) {
+        this.status.set(grantId, failed(grantId, 'REVOKE_NOT_PERSISTED', 'revoked in memory; not yet durable'));
+        return persisted;
+      }
       this.status.delete(grantId);
       await this.retryFailed();
       return { ok: true, epoch: this.epochApplied, revision, results: [revoked(grantId)] };

@@ -89,3 +89,27 @@ t.test('YAML syntax errors and unreadable files', async (t) => {
   t.throws(() => loadConfig(write('dup.yaml', 'node_id: a\nnode_id: b\n')), { code: 'CONFIG_INVALID' });
   t.throws(() => loadConfig(path.join(dir, 'missing.yaml')), { code: 'CONFIG_INVALID', message: /cannot read: ENOENT/ });
 });
+
+t.test('controller: where it is and how the gateway proves who it is', async (t) => {
+  const token = write('token', 'tok\n');
+  const empty = write('empty-token', '\n');
+  const ok = parseConfig({ ...base(), controller: { urls: ['wss://c1:8443/v1/gateway', 'wss://c2:8443/v1/gateway'], token_file: 'token', ca_file: token, cert_file: token, key_file: token } }, 'x.yaml', dir);
+  t.same(ok.controller, { urls: ['wss://c1:8443/v1/gateway', 'wss://c2:8443/v1/gateway'], tokenFile: token, caFile: token, certFile: token, keyFile: token }, 'relative files resolve beside the config');
+  t.same(parseConfig({ ...base(), controller: { url: 'ws://127.0.0.1:8080/v1/gateway' } }, 'x.yaml').controller, { urls: ['ws://127.0.0.1:8080/v1/gateway'] });
+  t.equal(parseConfig(base(), 'x.yaml').controller, undefined, 'optional');
+  const cases: [string, Record<string, unknown>, RegExp][] = [
+    ['neither url nor urls', {}, /^controller: needs exactly one of url, urls/],
+    ['both url and urls', { url: 'ws://a/', urls: ['ws://b/'] }, /^controller: needs exactly one of url, urls/],
+    ['http scheme', { url: 'http://a/' }, /^controller\.url: must start with ws:\/\/ or wss:\/\//],
+    ['not a url', { urls: ['ws://a/', 'nope'] }, /^controller\.urls\[1\]: nope is not a URL/],
+    ['unreadable token', { url: 'ws://a/', token_file: path.join(dir, 'missing') }, /^controller\.token_file: cannot read .*missing \(ENOENT\)/],
+    ['empty token', { url: 'ws://a/', token_file: empty }, /^controller\.token_file: .* is empty/],
+    ['cert without key', { url: 'wss://a/', cert_file: token }, /^controller: cert_file and key_file go together/],
+    ['TLS files on ws://', { url: 'ws://a/', ca_file: token }, /^controller\.ca_file: only applies to wss:\/\/ urls/],
+    ['unknown field', { url: 'ws://a/', colour: 1 }, /^controller\.colour: is not a known field/],
+  ];
+  for (const [name, controller, expected] of cases) {
+    const found = problems({ ...base(), controller });
+    t.ok(found.some((p) => expected.test(p)), `${name}: ${found.join(' | ')}`);
+  }
+});

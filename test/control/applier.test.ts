@@ -87,7 +87,7 @@ t.test('upsert: rw -> ro, a failing new version removes the old one, conflicts r
   t.same(applier.results().map((r) => [r.grantId, r.state]), [['b', 'APPLIED']]);
 });
 
-t.test('a persist failure refuses the change and changes nothing', async (t) => {
+t.test('a persist failure refuses the change; a revoke still fails closed', async (t) => {
   const dir = t.testdir();
   const real = new GrantStore(dir);
   let failing = false;
@@ -96,14 +96,19 @@ t.test('a persist failure refuses the change and changes nothing', async (t) => 
   });
   const { grants, applier } = setup(t, store);
   await applier.start({ loadStore: true });
-  await applier.snapshot('e', 1, [spec('a')]);
+  await applier.snapshot('e', 1, [spec('a'), spec('b')]);
   failing = true;
-  t.match(await applier.revoke('e', 2, 'a'), { ok: false, code: 'PERSIST_FAILED' });
+  t.match(await applier.upsert('e', 2, spec('c')), { ok: false, code: 'PERSIST_FAILED' });
+  t.notOk(grants.get('c'), 'an upsert that is not durable is not served');
   t.match(await applier.snapshot('e', 2, []), { ok: false, code: 'PERSIST_FAILED' });
-  t.ok(grants.get('a'), 'still served');
-  t.equal(applier.revision, 1);
+  t.ok(grants.get('a'), 'a snapshot that is not durable revokes nothing');
+  t.match(await applier.revoke('e', 2, 'a'), { ok: false, code: 'PERSIST_FAILED' });
+  t.notOk(grants.get('a'), 'a revoke is enforced even when it cannot be made durable');
+  t.ok(grants.get('b'));
+  t.equal(applier.revision, 1, 'the revision did not advance');
   failing = false;
   t.match(await applier.revoke('e', 2, 'a'), { ok: true }, 'the same revision applies once the disk is back');
+  t.same((await new GrantStore(dir).load(() => t.fail())).grants.map((g) => g.id), ['b']);
 });
 
 t.test('stored grants are served at start (fail static), and only with a controller configured', async (t) => {

@@ -157,6 +157,8 @@ export class RpcClient {
   }
 
   call(prog: number, vers: number, proc: number, args: Buffer, creds: Credentials = { uid: 0, gid: 0 }, timeoutMs = 30_000): Promise<Reply> {
+    // A call on a connection the server already closed would wait for its timeout.
+    if (this.socket.destroyed) return Promise.reject(new RpcError('RPC_CLOSED', 'connection closed'));
     const xid = this.nextXid++ >>> 0;
     const cred = new Args().u32(0).opaque('test').u32(creds.uid).u32(creds.gid).u32((creds.gids ?? []).length);
     for (const g of creds.gids ?? []) cred.u32(g);
