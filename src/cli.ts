@@ -5,7 +5,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig, parseConfig, type GatewayConfig } from './config/load.js';
-import { startGateway, type Gateway } from './server.js';
+import type { Logger } from 'pino';
+import { startGateway } from './server.js';
 import { startController, type ControllerOptions } from './controller/server.js';
 import { parseControllerArgs, UsageError } from './controller/args.js';
 import { SOFTWARE_VERSION } from './version.js';
@@ -48,19 +49,21 @@ function readConfig(file: string): GatewayConfig {
   }
 }
 
-/** Stop cleanly on SIGTERM/SIGINT: stop accepting, close connections, exit 0. `also` stops too. */
-function stopOnSignals(gateway: Gateway, also: Array<() => Promise<void>> = []): void {
+/**
+ * Stop cleanly on SIGTERM/SIGINT: run `stops` in order (each stops accepting and closes its
+ * connections), then exit 0; exit 1 if one fails.
+ */
+function stopOnSignals(logger: Logger, stops: Array<() => Promise<void>>): void {
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;
     stopping = true;
-    gateway.logger.info({ signal }, 'stopping');
-    gateway
-      .stop()
-      .then(() => Promise.all(also.map((fn) => fn())))
+    logger.info({ signal }, 'stopping');
+    stops
+      .reduce((done, next) => done.then(next), Promise.resolve())
       .then(() => process.exit(0))
       .catch((error: unknown) => {
-        gateway.logger.error({ err: error }, 'stop failed');
+        logger.error({ err: error }, 'stop failed');
         process.exit(1);
       });
   };
@@ -71,7 +74,7 @@ function stopOnSignals(gateway: Gateway, also: Array<() => Promise<void>> = []):
 async function serve(args: string[]): Promise<void> {
   const config = readConfig(configArg(args));
   const gateway = await startGateway(config);
-  stopOnSignals(gateway);
+  stopOnSignals(gateway.logger, [() => gateway.stop()]);
 }
 
 function checkConfig(args: string[]): void {
@@ -141,7 +144,7 @@ async function demo(args: string[]): Promise<void> {
     'demo',
   );
   const gateway = await startGateway(config);
-  stopOnSignals(gateway, [() => controller.stop()]);
+  stopOnSignals(gateway.logger, [() => gateway.stop(), () => controller.stop()]);
   await until(() => gateway.grants.get('demo') !== undefined, 10_000);
   const bound = gateway.ports()[0]!;
   const opts = `vers=3,proto=tcp,port=${bound},mountport=${bound},mountproto=tcp,nolock`;
@@ -171,21 +174,7 @@ async function controller(args: string[]): Promise<void> {
   }
   const running = await startController(options);
   running.logger.info({ url: running.url, gatewayUrl: running.gatewayUrl }, 'controller listening');
-  let stopping = false;
-  const stop = (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    running.logger.info({ signal }, 'stopping');
-    running
-      .stop()
-      .then(() => process.exit(0))
-      .catch((error: unknown) => {
-        running.logger.error({ err: error }, 'stop failed');
-        process.exit(1);
-      });
-  };
-  process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGINT', () => stop('SIGINT'));
+  stopOnSignals(running.logger, [() => running.stop()]);
 }
 
 async function main(argv: string[]): Promise<void> {
