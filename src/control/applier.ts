@@ -7,6 +7,7 @@ import type { Logger } from 'pino';
 import type { GrantSpec } from '../grants/document.js';
 import { GrantError, type GrantTable } from '../grants/table.js';
 import type { Grant } from '../grants/types.js';
+import { DirectorySyncError } from '../grants/durable.js';
 import { EMPTY_STORE, type GrantStore, type StoredGrants } from '../grants/store.js';
 import type { ErrorCodeName, GrantResult } from './protocol.js';
 
@@ -156,6 +157,13 @@ export class GrantApplier {
     try {
       await this.options.store.save(state);
     } catch (error) {
+      if (error instanceof DirectorySyncError) {
+        // The file holds the new state already; memory follows it. Only a crash in the next few
+        // seconds could still lose the rename, and the controller's next snapshot would repair that.
+        this.options.logger.error({ err: error.message }, 'grants written, but the directory sync failed: applied, durability uncertain');
+        this.commit(state);
+        return undefined;
+      }
       this.options.logger.error({ err: (error as Error).message, file: this.options.store.file }, 'cannot persist grants; refused');
       return { ok: false, code: 'PERSIST_FAILED', message: `cannot persist grants: ${(error as Error).message}` };
     }

@@ -10,6 +10,7 @@ import type { GrantApplier, Outcome } from './applier.js';
 import {
   decodeControllerMessage,
   encodeGatewayMessage,
+  MAX_FRAME_BYTES,
   PROTOCOL_VERSION,
   type ControllerMessage,
   type ErrorCodeName,
@@ -41,6 +42,8 @@ export interface ControllerClientOptions {
 export type ControllerState = 'connecting' | 'connected' | 'disconnected' | 'stopped';
 
 const DEFAULT_HEARTBEAT_MS = 2000;
+/** Websocket close code of a session replaced by a newer one for the same node id. */
+const CLOSE_REPLACED = 4000;
 const MISSED_HEARTBEATS = 3;
 const STATUS_EVERY_HEARTBEATS = 5;
 
@@ -122,8 +125,14 @@ export class ControllerClient extends EventEmitter {
       session.closed();
       if (this.socket === socket) this.socket = undefined;
       if (this.stateNow === 'stopped') return;
-      this.options.logger.warn({ url, code, reason: reason.toString() }, 'controller disconnected; guests keep their grants');
-      if (wasWelcomed) this.failures = 0;
+      if (code === CLOSE_REPLACED) {
+        // Another gateway holds this node id at the controller: back off instead of taking the
+        // session straight back, or the two would replace each other forever.
+        this.options.logger.error({ url, nodeId: this.options.nodeId }, 'controller: another gateway connected with this node id; backing off');
+      } else {
+        this.options.logger.warn({ url, code, reason: reason.toString() }, 'controller disconnected; guests keep their grants');
+        if (wasWelcomed) this.failures = 0;
+      }
       this.setState('disconnected');
       this.scheduleReconnect();
     });
@@ -131,7 +140,7 @@ export class ControllerClient extends EventEmitter {
 
   private async connectOptions(): Promise<WebSocket.ClientOptions> {
     const { tokenFile, caFile, certFile, keyFile } = this.options;
-    const options: WebSocket.ClientOptions = { handshakeTimeout: 10_000, maxPayload: 256 * 1024 * 1024, perMessageDeflate: false };
+    const options: WebSocket.ClientOptions = { handshakeTimeout: 10_000, maxPayload: MAX_FRAME_BYTES, perMessageDeflate: false };
     if (tokenFile) options.headers = { authorization: `Bearer ${(await readFile(tokenFile, 'utf8')).trim()}` };
     // A CA file replaces the system trust store: only that CA's controllers are believed.
     if (caFile) options.ca = await readFile(caFile);

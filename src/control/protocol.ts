@@ -11,6 +11,10 @@ import type { GuestSelector } from '../grants/types.js';
 
 export const PROTOCOL_VERSION = 1;
 export const GATEWAY_PATH = '/v1/gateway';
+/** Largest frame either side accepts: a 100,000-grant snapshot is about 4 MB. */
+export const MAX_FRAME_BYTES = 16 * 1024 * 1024;
+/** Most elements of one repeated field (grants of a snapshot, results of an ack, ...). */
+export const MAX_REPEATED = 100_000;
 
 const protoFile = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'proto', 'manila_gateway.proto');
 // keepCase: field names as written in the .proto (snake_case), in both directions.
@@ -182,7 +186,55 @@ function heartbeatFromWire(body: Plain): Heartbeat {
   return { kind: 'heartbeat', sequence: uint64(body.sequence, 'heartbeat.sequence'), sentAtMs: uint64(body.sent_at_ms, 'heartbeat.sent_at_ms') };
 }
 
+/**
+ * How many times field `inner` occurs inside the sub-messages of field `outer`, counted on the
+ * raw bytes. Decoding builds one object per element before anything can be checked, so a frame of
+ * millions of empty grants would stall the event loop (which also serves NFS) or exhaust memory;
+ * counting first is linear in the bytes and allocates nothing.
+ */
+function countNested(frame: Uint8Array, outer: number, inner: number): number {
+  const reader = protobuf.Reader.create(frame);
+  let count = 0;
+  while (reader.pos < reader.len) {
+    const tag = reader.uint32();
+    if (tag >>> 3 !== outer || (tag & 7) !== 2) {
+      reader.skipType(tag & 7);
+      continue;
+    }
+    const end = reader.uint32() + reader.pos;
+    while (reader.pos < end) {
+      const innerTag = reader.uint32();
+      if (innerTag >>> 3 === inner) count++;
+      reader.skipType(innerTag & 7);
+    }
+  }
+  return count;
+}
+
+/** The repeated fields of each message kind, as [field of the body in the envelope, field in the body]. */
+const REPEATED = {
+  ControllerMessage: [[2, 3, 'snapshot.grants']],
+  GatewayMessage: [[1, 4, 'hello.capabilities'], [2, 3, 'ack.results'], [4, 4, 'status.backends'], [4, 5, 'status.shares']],
+} as const;
+
+function tooMany(type: protobuf.Type, frame: Uint8Array): string | undefined {
+  const fields = type === ControllerMessageType ? REPEATED.ControllerMessage : REPEATED.GatewayMessage;
+  for (const [outer, inner, name] of fields) {
+    let count: number;
+    try {
+      count = countNested(frame, outer, inner);
+    } catch {
+      return undefined; // not well formed: decoding says so, with the reason
+    }
+    if (count > MAX_REPEATED) return `${name}: ${count} elements, more than ${MAX_REPEATED}`;
+  }
+  return undefined;
+}
+
 function decodeFrame<T>(type: protobuf.Type, frame: Uint8Array, convert: (kind: string, body: Plain) => T): Decoded<T> {
+  if (frame.length > MAX_FRAME_BYTES) return { ok: false, reason: `frame of ${frame.length} bytes, more than ${MAX_FRAME_BYTES}` };
+  const excess = tooMany(type, frame);
+  if (excess) return { ok: false, reason: excess };
   let plain: Plain;
   try {
     plain = toPlain(type, frame);

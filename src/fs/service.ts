@@ -820,6 +820,9 @@ export class ShareFileService implements NfsFileService, MountService {
       this.logger.error({ share: shareId, err: (error as Error).message }, 'share cannot be opened');
       return { status: MountStat.MNT3ERR_IO };
     }
+    // The open may have waited on the file system: the grant is what counts now, not before it.
+    const still = this.grants.find(caller.identity, shareId);
+    if (!still || still.backend !== share.backend || still.path !== share.sharePath) return { status: MountStat.MNT3ERR_ACCES };
     let handle = share.handle;
     for (const part of parts) {
       const name = Buffer.from(part, 'latin1');

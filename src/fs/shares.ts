@@ -44,7 +44,7 @@ const RETIRED_KEYS = 100_000;
 
 export class ShareOpenError extends Error {
   constructor(
-    readonly code: 'SHARE_PATH_MISSING' | 'SHARE_PATH_ESCAPES' | 'SHARE_NOT_DIRECTORY' | 'SHARE_NO_HANDLE' | 'SHARE_NOT_GRANTED',
+    readonly code: 'SHARE_PATH_MISSING' | 'SHARE_PATH_ESCAPES' | 'SHARE_PATH_SYMLINK' | 'SHARE_NOT_DIRECTORY' | 'SHARE_NO_HANDLE' | 'SHARE_NOT_GRANTED',
     message: string,
   ) {
     super(message);
@@ -161,6 +161,14 @@ export class ShareRegistry {
     }
     if (hostPath !== root && !hostPath.startsWith(root.endsWith('/') ? root : `${root}/`)) {
       throw new ShareOpenError('SHARE_PATH_ESCAPES', `share ${shareId}: ${sharePath} resolves outside backend ${backend}`);
+    }
+    // No symlink on the way: the grant rules (one place per share, no share inside another)
+    // compare share paths as written, so a link could make two shares one directory.
+    if (hostPath !== path.join(root, sharePath)) {
+      throw new ShareOpenError(
+        'SHARE_PATH_SYMLINK',
+        `share ${shareId}: ${sharePath} goes through a symlink (it is ${path.relative(root, hostPath) || '.'} in backend ${backend}); grant the real path`,
+      );
     }
     // A real directory descriptor, not O_PATH: open_by_handle_at refuses an O_PATH mount fd.
     let fd: number;

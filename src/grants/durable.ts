@@ -21,10 +21,31 @@ export async function writeFileDurably(file: string, data: string | Uint8Array, 
     await unlink(temp).catch(() => undefined);
     throw error;
   }
-  const directory = await open(dir, 'r');
-  try {
-    await directory.sync();
-  } finally {
-    await directory.close();
+  // The new contents are in place from here on: a failure now cannot undo the rename, so it is
+  // reported as its own kind of error (the caller must not treat the write as not having happened).
+  let lastError: unknown;
+  for (let attempt = 0; attempt < 3; attempt++) {
+    try {
+      const directory = await open(dir, 'r');
+      try {
+        await directory.sync();
+      } finally {
+        await directory.close();
+      }
+      return;
+    } catch (error) {
+      lastError = error;
+    }
+  }
+  throw new DirectorySyncError(file, lastError);
+}
+
+/** The file was replaced, but fsync of its directory failed: the rename may not survive a crash. */
+export class DirectorySyncError extends Error {
+  constructor(
+    readonly file: string,
+    cause: unknown,
+  ) {
+    super(`${file} was replaced but its directory could not be synced: ${(cause as Error)?.message ?? String(cause)}`, { cause });
   }
 }

@@ -2,6 +2,7 @@ import t from 'tap';
 import { pino } from 'pino';
 import { GrantApplier } from '../../src/control/applier.js';
 import { GrantStore } from '../../src/grants/store.js';
+import { DirectorySyncError } from '../../src/grants/durable.js';
 import { GrantTable } from '../../src/grants/table.js';
 import type { GrantSpec } from '../../src/grants/document.js';
 import type { Grant } from '../../src/grants/types.js';
@@ -109,6 +110,25 @@ t.test('a persist failure refuses the change; a revoke still fails closed', asyn
   failing = false;
   t.match(await applier.revoke('e', 2, 'a'), { ok: true }, 'the same revision applies once the disk is back');
   t.same((await new GrantStore(dir).load(() => t.fail())).grants.map((g) => g.id), ['b']);
+});
+
+t.test('a directory sync that fails after the rename: applied, memory follows the file', async (t) => {
+  const dir = t.testdir();
+  const real = new GrantStore(dir);
+  let failing = false;
+  const store = Object.assign(Object.create(real) as GrantStore, {
+    save: async (state: Parameters<GrantStore['save']>[0]) => {
+      await real.save(state);
+      if (failing) throw new DirectorySyncError(real.file, new Error('EIO'));
+    },
+  });
+  const { grants, applier } = setup(t, store);
+  await applier.start({ loadStore: true });
+  await applier.snapshot('e', 1, [spec('a')]);
+  failing = true;
+  t.match(await applier.upsert('e', 2, spec('b')), { ok: true, revision: 2 });
+  t.ok(grants.get('b'), 'served');
+  t.equal((await new GrantStore(dir).load(() => t.fail())).revision, 2, 'as on disk');
 });
 
 t.test('stored grants are served at start (fail static), and only with a controller configured', async (t) => {

@@ -181,6 +181,7 @@ t.test('bad frames are refused whole, answered, and the session goes on', async 
     ['a grant without a guest', Buffer.from(raw.encode(raw.fromObject({ upsert: { revision: 2, grant: { id: 'q', share: 'q', backend: 'b', path: 'q' } } })).finish())],
     ['an unknown access value', Buffer.from(raw.encode(raw.fromObject({ upsert: { revision: 2, grant: { ...spec('q'), guest: { cid: 9 }, access: 9 } } })).finish())],
     ['a revision beyond 2^53', Buffer.from(raw.encode(raw.fromObject({ revoke: { revision: '18446744073709551615', grant_id: 'a' } })).finish())],
+    ['100,001 grants (counted before decoding)', manyEmptyGrants(100_001)],
   ];
   for (const [what, frame] of bad) {
     peer.send(frame);
@@ -196,6 +197,40 @@ t.test('bad frames are refused whole, answered, and the session goes on', async 
   peer.send({ kind: 'upsert', revision: 2, grant: spec('b') });
   t.match(await peer.next('ack'), { revision: 2 }, 'the session still works');
   t.equal(fake.peers.length, 1, 'never reconnected');
+});
+
+/** A Snapshot frame holding `n` empty Grant entries, built byte by byte (field 2 { field 3 {} x n }). */
+function manyEmptyGrants(n: number): Buffer {
+  const body = Buffer.alloc(n * 2);
+  for (let i = 0; i < n; i++) body[i * 2] = 0x1a; // field 3, length-delimited, length 0
+  const length: number[] = [];
+  for (let v = body.length; ; v >>>= 7) {
+    if (v < 0x80) {
+      length.push(v);
+      break;
+    }
+    length.push((v & 0x7f) | 0x80);
+  }
+  return Buffer.concat([Buffer.from([0x12, ...length]), body]);
+}
+
+t.test('a controller that closes with "replaced" (another gateway has this node id) is backed off from', async (t) => {
+  const fake = await FakeController.start(t);
+  let sessions = 0;
+  fake.wss.on('connection', (ws) => {
+    sessions++;
+    ws.once('message', () => {
+      ws.send(encodeControllerMessage({ kind: 'welcome', epoch: 'E', revision: 0, heartbeatIntervalMs: 2000 }));
+      setTimeout(() => ws.close(4000, 'replaced'), 10);
+    });
+  });
+  const { applier, client } = gateway(t, [fake.url]);
+  await applier.start({ loadStore: true });
+  client.start();
+  await new Promise((resolve) => setTimeout(resolve, 2000));
+  // Backoff 50 ms doubling to 400 ms: about 7 sessions in 2 s. Resetting it after each welcome
+  // would make 30 or more.
+  t.ok(sessions >= 2 && sessions <= 12, `${sessions} sessions in 2 s`);
 });
 
 t.test('messages before Welcome are refused', async (t) => {

@@ -389,3 +389,14 @@ t.test('grant churn does not leak descriptors', async (t) => {
   t.equal(service.openShareCount, 0);
   t.equal(service.shareOps().get('one'), 201 * 3, 'LOOKUP, READ and READDIRPLUS of every round counted');
 });
+
+t.test('a share path through a symlink is refused: two shares could otherwise be one directory', async (t) => {
+  const { grants, service } = setup(t);
+  const { symlinkSync } = await import('node:fs');
+  symlinkSync('six', path.join(exportsDir, 'six-link'));
+  grants.upsert(grant({ id: 'g-six', share: 'six' }));
+  grants.upsert(grant({ id: 'g-alias', share: 'alias', path: 'six-link' }));
+  await service.openShare('six');
+  await t.rejects(service.openShare('alias'), { code: 'SHARE_PATH_SYMLINK', message: /goes through a symlink \(it is six in backend local\)/ });
+  t.equal((await service.mount(guestA, '/alias')).status, MountStat.MNT3ERR_IO, 'and cannot be mounted');
+});
