@@ -153,7 +153,13 @@ export function createApi({ state, hub, logger, tokenHash }: ApiOptions) {
 
   return async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     try {
-      const pathname = new URL(req.url ?? '/', 'http://controller').pathname;
+      let pathname: string;
+      try {
+        pathname = new URL(req.url ?? '/', 'http://controller').pathname;
+      } catch {
+        // The request line is the client's to get wrong (`GET http://[/`): not our failure.
+        throw new HttpError(400, 'url: does not parse');
+      }
       const found = route(pathname);
       // Authentication before anything else, so that unknown paths tell nothing either.
       if (!found?.open && tokenHash && !bearerMatches(req.headers.authorization, tokenHash)) {

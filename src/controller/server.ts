@@ -7,7 +7,7 @@ import type { Duplex } from 'node:stream';
 import { setTimeout as delay } from 'node:timers/promises';
 import { pino, type Logger } from 'pino';
 import { WebSocketServer } from 'ws';
-import { GATEWAY_PATH } from '../control/protocol.js';
+import { GATEWAY_PATH, MAX_FRAME_BYTES as PROTOCOL_MAX_FRAME_BYTES } from '../control/protocol.js';
 import { bearerMatches, createApi, hashToken } from './api.js';
 import { HELLO_TIMEOUT_MS, SessionHub } from './sessions.js';
 import { ControllerState } from './state.js';
@@ -40,8 +40,13 @@ export interface Controller {
 }
 
 export const DEFAULT_HEARTBEAT_INTERVAL_MS = 2000;
-/** Largest gateway frame accepted: an Ack of a very large Snapshot fits with room to spare. */
-const MAX_FRAME_BYTES = 64 * 1024 * 1024;
+/**
+ * Largest gateway frame accepted (16 MiB, the codec's own limit, which refuses anything larger
+ * anyway): an Ack of a 100,000-grant Snapshot, the most elements a message may repeat, is about
+ * 3 MB. The websocket buffers a whole frame before the codec sees it, so every byte allowed here
+ * is memory an authenticated but misbehaving gateway can make the controller hold.
+ */
+const MAX_FRAME_BYTES = PROTOCOL_MAX_FRAME_BYTES;
 
 /** Answers a refused upgrade on the raw socket, then closes it. */
 function refuseUpgrade(socket: Duplex, status: number, reason: string, message: string): void {
@@ -72,7 +77,14 @@ export async function startController(options: ControllerOptions): Promise<Contr
     requireCertificateCn: options.tls?.clientCa !== undefined,
   });
   const api = createApi({ state, hub, logger, tokenHash });
-  const onRequest = (req: http.IncomingMessage, res: http.ServerResponse) => void api(req, res);
+  // The API answers every failure itself; anything still escaping it must not become an
+  // unhandled rejection (which ends the process).
+  const onRequest = (req: http.IncomingMessage, res: http.ServerResponse) => {
+    api(req, res).catch((error: unknown) => {
+      logger.warn({ err: error, method: req.method, remote: req.socket.remoteAddress }, 'request handler failed');
+      res.destroy();
+    });
+  };
   const tls = options.tls;
   const server = tls
     ? https.createServer(
@@ -88,16 +100,32 @@ export async function startController(options: ControllerOptions): Promise<Contr
 
   const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_FRAME_BYTES });
   let stopping = false;
-  server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
-    socket.on('error', () => undefined); // a reset during the handshake is not our failure
+  const onUpgrade = (req: http.IncomingMessage, socket: Duplex, head: Buffer): void => {
     if (stopping) return refuseUpgrade(socket, 503, 'Service Unavailable', 'controller stopping');
-    const pathname = new URL(req.url ?? '/', 'http://controller').pathname;
+    // Anyone can send this request line, before any authentication: it must not throw.
+    let pathname: string;
+    try {
+      pathname = new URL(req.url ?? '/', 'http://controller').pathname;
+    } catch {
+      logger.debug({ remote: req.socket.remoteAddress }, 'websocket upgrade refused: the URL does not parse');
+      return refuseUpgrade(socket, 400, 'Bad Request', 'url: does not parse');
+    }
     if (tokenHash && !bearerMatches(req.headers.authorization, tokenHash)) {
       logger.warn({ remote: req.socket.remoteAddress, path: pathname }, 'websocket upgrade refused: no valid bearer token');
       return refuseUpgrade(socket, 401, 'Unauthorized', 'authorization: a valid bearer token is required');
     }
     if (pathname !== GATEWAY_PATH) return refuseUpgrade(socket, 404, 'Not Found', `${pathname}: not found`);
     wss.handleUpgrade(req, socket, head, (ws) => hub.accept(ws, req));
+  };
+  server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+    socket.on('error', () => undefined); // a reset during the handshake is not our failure
+    // An exception thrown here would escape the 'upgrade' event and end the process.
+    try {
+      onUpgrade(req, socket, head);
+    } catch (error) {
+      logger.warn({ err: error, remote: req.socket.remoteAddress }, 'websocket upgrade failed');
+      socket.destroy();
+    }
   });
 
   await new Promise<void>((resolve, reject) => {

@@ -22,12 +22,20 @@ import type { ControllerState, NodeChange } from './state.js';
 export const HELLO_TIMEOUT_MS = 10_000;
 /** A peer that sent no frame at all for this many heartbeat intervals is dead. */
 export const MISSED_HEARTBEATS = 3;
+/**
+ * A gateway that could not persist a frame (PERSIST_FAILED), or keeps refusing after the one
+ * immediate Snapshot resend (REVISION_OUT_OF_ORDER), gets the Snapshot again after this delay,
+ * doubling up to SNAPSHOT_RETRY_MAX_MS; back to the start once it acks the node's revision.
+ */
+export const SNAPSHOT_RETRY_MIN_MS = 1000;
+export const SNAPSHOT_RETRY_MAX_MS = 30_000;
 
 /** Websocket close codes the controller uses. */
 export const CLOSE = {
   goingAway: 1001,
   protocolError: 1002,
   policyViolation: 1008,
+  internalError: 1011,
   replaced: 4000,
 } as const;
 
@@ -53,6 +61,8 @@ interface NodeRecord {
   lastFrameAt: Date | undefined;
   outcomes: Map<string, GrantOutcome>;
   status: { report: StatusReport; receivedAt: Date } | undefined;
+  /** Sessions of this node closed because a newer one said Hello (since the controller started). */
+  replacedSessions: number;
 }
 
 export interface SessionHubOptions {
@@ -102,7 +112,13 @@ export class SessionHub {
     record.capabilities = [...hello.capabilities];
     record.lastFrameAt = new Date();
     if (old) {
-      this.options.logger.info({ node: hello.nodeId, remote: old.remoteAddress }, 'gateway session replaced');
+      // Newest wins. A gateway that reconnects before its old socket was seen to die does this
+      // once; two gateways configured with one node id do it over and over (the count shows it).
+      record.replacedSessions++;
+      this.options.logger.warn(
+        { node: hello.nodeId, remote: remoteAddress, replacedRemote: old.remoteAddress, replacedSessions: record.replacedSessions },
+        'gateway session replaced by a newer connection for this node id',
+      );
       old.close(CLOSE.replaced, 'replaced');
     }
   }
@@ -171,6 +187,7 @@ export class SessionHub {
         last_acked_revision: record?.lastAckedRevision ?? null,
         epoch: record?.ackedEpoch ?? null,
         last_heartbeat_at: record?.lastFrameAt?.toISOString() ?? null,
+        replaced_sessions: record?.replacedSessions ?? 0,
         grants,
         status: status ? statusToJson(status.report, status.receivedAt) : null,
       };
@@ -204,6 +221,7 @@ export class SessionHub {
         lastFrameAt: undefined,
         outcomes: new Map(),
         status: undefined,
+        replacedSessions: 0,
       };
       this.nodes.set(nodeId, record);
     }
@@ -239,7 +257,13 @@ function certificateCn(request: IncomingMessage): string | undefined {
 
 class GatewaySession {
   readonly remoteAddress: string;
+  /** Set by an accepted Hello. */
   private nodeId: string | undefined;
+  /**
+   * hello: waiting for Hello; welcoming: Hello accepted, the node's revision being written before
+   * Welcome; open: Welcome sent, the session is the node's.
+   */
+  private phase: 'hello' | 'welcoming' | 'open' = 'hello';
   private readonly log: Logger;
   private readonly certificateCn: string | undefined;
   private lastFrameAt = Date.now();
@@ -248,6 +272,9 @@ class GatewaySession {
   private heartbeatTimer: NodeJS.Timeout | undefined;
   /** The node revision of the last Snapshot sent because the gateway refused a frame. */
   private resentSnapshotAt: number | undefined;
+  /** A Snapshot resend waiting for its delay (see SNAPSHOT_RETRY_MIN_MS). */
+  private retryTimer: NodeJS.Timeout | undefined;
+  private retryDelayMs = SNAPSHOT_RETRY_MIN_MS;
   private readonly closed: Promise<void>;
 
   constructor(
@@ -275,6 +302,7 @@ class GatewaySession {
 
   /** Close with 1001 and wait; a peer that does not answer the close within a second is cut off. */
   async shutdown(): Promise<void> {
+    this.cancelSnapshotRetry();
     if (this.ws.readyState === this.ws.CLOSED) return;
     this.ws.close(CLOSE.goingAway, 'controller stopping');
     const timer = setTimeout(() => this.ws.terminate(), 1000);
@@ -306,27 +334,37 @@ class GatewaySession {
 
   private onFrame(data: RawData, isBinary: boolean): void {
     this.lastFrameAt = Date.now();
-    if (this.nodeId) this.hub.sawFrame(this.nodeId);
+    if (this.phase === 'open') this.hub.sawFrame(this.nodeId!);
     if (!isBinary) return this.refuse('MALFORMED', 'text frames are not allowed: every message is one binary frame');
     const bytes = Array.isArray(data) ? Buffer.concat(data) : Buffer.isBuffer(data) ? data : Buffer.from(data);
     const decoded = decodeGatewayMessage(bytes);
     if (!decoded.ok) return this.refuse('MALFORMED', decoded.reason);
     const message = decoded.message;
-    if (!this.nodeId) {
+    if (this.phase === 'hello') {
       if (message.kind !== 'hello') return this.refuse('UNEXPECTED_MESSAGE', `${message.kind} before Hello: the first message must be Hello`);
       return this.onHello(message);
     }
+    if (message.kind === 'hello') return this.refuse('UNEXPECTED_MESSAGE', 'a second Hello in one session');
+    if (this.phase === 'welcoming') {
+      // Nothing the gateway says before Welcome can refer to anything yet.
+      if (message.kind === 'heartbeat') return;
+      return this.refuse('UNEXPECTED_MESSAGE', `${message.kind} before Welcome`);
+    }
+    const nodeId = this.nodeId!;
     switch (message.kind) {
-      case 'hello':
-        return this.refuse('UNEXPECTED_MESSAGE', 'a second Hello in one session');
       case 'ack': {
-        const problem = this.hub.recordAck(this.nodeId, message);
+        const problem = this.hub.recordAck(nodeId, message);
         if (problem) return this.refuse('UNEXPECTED_MESSAGE', problem, message.revision);
-        this.log.info({ node: this.nodeId, revision: message.revision, results: message.results.length }, 'gateway acked');
+        this.log.info({ node: nodeId, revision: message.revision, results: message.results.length }, 'gateway acked');
+        // Caught up: no resend is needed, and the next refusal starts the delays afresh.
+        if (message.revision === this.hub.state.revision(nodeId)) {
+          this.cancelSnapshotRetry();
+          this.retryDelayMs = SNAPSHOT_RETRY_MIN_MS;
+        }
         return;
       }
       case 'status':
-        return this.hub.recordStatus(this.nodeId, message);
+        return this.hub.recordStatus(nodeId, message);
       case 'heartbeat':
         return;
       case 'error':
@@ -346,13 +384,47 @@ class GatewaySession {
     clearTimeout(this.helloTimer);
     this.helloTimer = undefined;
     this.nodeId = hello.nodeId;
-    this.hub.attach(this, hello, this.remoteAddress);
-    const { state, options } = this.hub;
+    this.phase = 'welcoming';
+    const { state } = this.hub;
     const revision = state.revision(hello.nodeId);
     this.log.info(
       { node: hello.nodeId, software: hello.softwareVersion, revision, gatewayEpoch: hello.epoch, gatewayRevision: hello.lastAppliedRevision },
       'gateway hello',
     );
+    if (hello.epoch !== state.epoch || hello.lastAppliedRevision <= revision) return this.welcome(hello);
+
+    // The gateway applied a revision of this epoch that the controller's state does not reach:
+    // the state was restored from an older copy. The gateway would refuse a Snapshot below its
+    // revision, and every delta after it, so the node's revision moves past the gateway's
+    // (durably, before anything is sent) and the state's grants become the truth.
+    const target = hello.lastAppliedRevision + 1;
+    this.log.warn(
+      { node: hello.nodeId, epoch: state.epoch, revision, gatewayRevision: hello.lastAppliedRevision, newRevision: target },
+      "gateway is ahead of the controller's state: state restored from an older copy?",
+    );
+    state.advanceRevision(hello.nodeId, target).then(
+      ({ from, to }) => {
+        this.log.info({ node: hello.nodeId, from, to }, 'node revision advanced');
+        this.welcome(hello);
+      },
+      (error: unknown) => {
+        this.log.error({ node: hello.nodeId, err: error, revision: target }, 'cannot advance the node revision: closing the session');
+        this.refuse('INTERNAL', 'the controller could not record a new revision for this node; reconnect later');
+        this.close(CLOSE.internalError, 'internal error');
+      },
+    );
+  }
+
+  /** The session becomes the node's: Welcome and Snapshot at the node's current revision. */
+  private welcome(hello: Hello): void {
+    if (this.ws.readyState !== this.ws.OPEN) return; // closed while the revision was written
+    const { state, options } = this.hub;
+    const nodeId = hello.nodeId;
+    this.phase = 'open';
+    // Attach, Welcome and Snapshot in one synchronous step: a change committed before it is in
+    // the Snapshot, one committed after it is pushed to this session at a later revision.
+    this.hub.attach(this, hello, this.remoteAddress);
+    const revision = state.revision(nodeId);
     this.send({ kind: 'welcome', epoch: state.epoch, revision, heartbeatIntervalMs: options.heartbeatIntervalMs });
     this.sendSnapshot();
     this.heartbeatTimer = setInterval(() => this.beat(), options.heartbeatIntervalMs);
@@ -360,16 +432,37 @@ class GatewaySession {
 
   private onGatewayError(code: ErrorCodeName, message: string, revision: number): void {
     this.log.warn({ node: this.nodeId, code, reason: message, revision }, 'gateway reported an error');
+    // The gateway could not make a frame durable, so it stays behind (and a refused Revoke is
+    // enforced only in its memory): it needs the whole set again, once its disk may work again.
+    if (code === 'PERSIST_FAILED') return this.retrySnapshotLater(code);
     if (code !== 'REVISION_OUT_OF_ORDER') return;
-    // The gateway needs the whole set. Once per revision: a gateway that refuses even the
-    // Snapshot (it claims a later revision of this epoch) would otherwise loop forever.
+    // The gateway needs the whole set: at once, the first time for a revision. Further
+    // refusals at that revision (deltas sent before the Snapshot arrived, or a gateway refusing
+    // the Snapshot itself) get it again only after a growing delay, so that they cannot loop.
     const current = this.hub.state.revision(this.nodeId!);
-    if (this.resentSnapshotAt === current) {
-      this.log.error({ node: this.nodeId, revision: current }, 'a snapshot at this revision was already resent; not resending');
-      return;
-    }
+    if (this.resentSnapshotAt === current) return this.retrySnapshotLater(code);
     this.resentSnapshotAt = current;
     this.sendSnapshot();
+  }
+
+  /** Sends the Snapshot again after the retry delay (one pending at a time); doubles the delay. */
+  private retrySnapshotLater(cause: ErrorCodeName): void {
+    if (this.retryTimer) return;
+    const delayMs = this.retryDelayMs;
+    this.retryDelayMs = Math.min(delayMs * 2, SNAPSHOT_RETRY_MAX_MS);
+    this.log.info({ node: this.nodeId, cause, delayMs }, 'snapshot resend scheduled');
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
+      const revision = this.hub.state.revision(this.nodeId!);
+      this.resentSnapshotAt = revision;
+      this.log.info({ node: this.nodeId, revision, cause }, 'resending snapshot after a refusal');
+      this.sendSnapshot();
+    }, delayMs);
+  }
+
+  private cancelSnapshotRetry(): void {
+    clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
   }
 
   private beat(): void {
@@ -385,6 +478,7 @@ class GatewaySession {
   private onClose(code: number, reason: string): void {
     clearTimeout(this.helloTimer);
     clearInterval(this.heartbeatTimer);
+    this.cancelSnapshotRetry();
     if (this.nodeId) this.hub.detach(this, this.nodeId);
     this.log.info({ node: this.nodeId, code, reason }, 'gateway disconnected');
   }

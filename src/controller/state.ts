@@ -241,6 +241,30 @@ export class ControllerState {
     });
   }
 
+  /**
+   * Raises the node's revision to `atLeast` when it is lower, durably, and resolves to the
+   * revisions before and after (equal when nothing changed). For a gateway that holds a later
+   * revision of this epoch than the state does (the file was restored from an older copy): the
+   * next Snapshot must be one the gateway accepts. Pushes nothing: no grant changed, and the
+   * caller sends the Snapshot. The node's grants count as changed at the new revision, so they
+   * are pending until an Ack of it.
+   */
+  advanceRevision(nodeId: string, atLeast: number): Promise<{ from: number; to: number }> {
+    if (!Number.isSafeInteger(atLeast) || atLeast < 0) return Promise.reject(new RangeError(`revision ${atLeast}: must be an integer >= 0`));
+    return this.serial(async () => {
+      const from = this.current.revisions.get(nodeId) ?? 0;
+      if (from >= atLeast) return { from, to: from };
+      const revisions = new Map(this.current.revisions);
+      revisions.set(nodeId, atLeast);
+      const grants = new Map(this.current.grants);
+      for (const [id, stored] of grants) {
+        if (stored.nodeId === nodeId) grants.set(id, { ...stored, changedAt: atLeast });
+      }
+      await this.commit({ grants, revisions }, []);
+      return { from, to: atLeast };
+    });
+  }
+
   /** Resolves once every change asked for so far is written (or has failed). */
   async idle(): Promise<void> {
     await this.tail;
@@ -256,6 +280,7 @@ export class ControllerState {
   private async commit(next: Snapshot, changes: NodeChange[]): Promise<void> {
     await writeFileDurably(this.file, this.serialize(next));
     this.current = next;
+    if (changes.length === 0) return;
     for (const listener of this.listeners) listener(changes);
   }
 

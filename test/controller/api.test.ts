@@ -2,6 +2,7 @@
 // grant rules, authentication, and the durable state file behind it.
 import t from 'tap';
 import { mkdirSync, readFileSync, rmSync } from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import { pino } from 'pino';
 import { startController } from '../../src/controller/server.js';
@@ -278,4 +279,41 @@ t.test('a state file that cannot be written fails the request and changes nothin
   t.equal((await request(c.url, 'POST', '/v1/grants', { body: grantDoc({ id: 'g2', share: 's2', path: 's2' }) })).status, 201, 'works again');
   t.equal((await gatewayView(c, 'n1')).revision, 2);
   t.same(JSON.parse(readFileSync(file, 'utf8')).grants.map((g: { id: string }) => g.id), ['g1', 'g2']);
+});
+
+/** Sends `text` on a fresh TCP connection; resolves with everything the server answered before closing. */
+function rawExchange(port: number, text: string, timeoutMs = 3000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(port, '127.0.0.1');
+    const chunks: Buffer[] = [];
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new Error(`no close within ${timeoutMs} ms; got ${JSON.stringify(Buffer.concat(chunks).toString('latin1'))}`));
+    }, timeoutMs);
+    socket.on('data', (c: Buffer) => chunks.push(c));
+    socket.on('error', () => undefined); // a reset after the answer still leaves the answer
+    socket.on('close', () => {
+      clearTimeout(timer);
+      resolve(Buffer.concat(chunks).toString('latin1'));
+    });
+    socket.write(text);
+  });
+}
+
+t.test('a request line whose URL does not parse: 400, and the controller lives on', async (t) => {
+  const c = await start(t, { token: 'tok' });
+  const upgrade = await rawExchange(
+    c.port,
+    'GET http://[/ HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
+      'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n',
+  );
+  t.match(upgrade, /^HTTP\/1\.1 400 /, `a websocket upgrade: ${upgrade.split('\r\n')[0]}`);
+  t.match(upgrade, /"error":"url: /, 'the body names the URL');
+  t.equal((await request(c.url, 'GET', '/healthz')).status, 200, 'still serving after the upgrade');
+
+  const plain = await rawExchange(c.port, 'GET http://[/ HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n');
+  t.match(plain, /^HTTP\/1\.1 400 /, `a plain request: ${plain.split('\r\n')[0]}`);
+  t.match(plain, /"error":"url: /);
+  t.equal((await request(c.url, 'GET', '/healthz')).status, 200, 'still serving after the plain request');
+  t.notOk(c.logs.some((l) => (l.level as number) >= 50), 'nothing logged as an error');
 });

@@ -3,6 +3,8 @@
 // snapshot resends, replacement and heartbeats.
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { wireTypes } from '../../src/control/protocol.js';
 import { FakeGateway, gateway, gatewayView, grantDoc, request, sleep, start, until } from './helpers/controller.js';
 
@@ -222,12 +224,12 @@ t.test('REVISION_OUT_OF_ORDER from the gateway -> a fresh Snapshot', async (t) =
   t.equal(snapshot.epoch, welcome.epoch);
   t.equal(snapshot.revision, 3);
   t.same(snapshot.grants.map((g) => g.id), ['g1', 'g2', 'g3']);
-  t.ok(await gw.quiet(200), 'the second refusal of the same state sends no second Snapshot');
-
-  // Another error code is only logged.
-  gw.send({ kind: 'error', code: 'PERSIST_FAILED', message: 'disk full', revision: 3 });
-  t.ok(await gw.quiet(200), 'other errors send nothing');
-  t.ok(c.logs.some((l) => l.msg === 'gateway reported an error' && l.code === 'PERSIST_FAILED' && l.level === 40));
+  t.ok(await gw.quiet(200), 'the second refusal of the same state sends no second Snapshot at once');
+  const retried = await gw.next('snapshot', 1500);
+  t.equal(retried.revision, 3, '... but one after the retry delay');
+  gw.ack(welcome.epoch, 3, [{ grantId: 'g1' }, { grantId: 'g2' }, { grantId: 'g3' }]);
+  t.ok(await gw.quiet(1200), 'an Ack of the current revision ends the retries');
+  t.ok(c.logs.some((l) => l.msg === 'gateway reported an error' && l.code === 'REVISION_OUT_OF_ORDER' && l.level === 40));
 
   // After a new change, a refusal gets a Snapshot again.
   await post(c.url, { id: 'g4', share: 's4', path: 's4' });
@@ -304,4 +306,181 @@ t.test('stop() closes sessions with 1001', async (t) => {
   t.same(await gw.closed, { code: 1001, reason: 'controller stopping' });
   await stopping;
   await t.rejects(request(c.url, 'GET', '/healthz'), 'the server is closed');
+});
+
+t.test('PERSIST_FAILED from the gateway -> a Snapshot after a delay, until it acks', async (t) => {
+  const c = await start(t);
+  await post(c.url);
+  await post(c.url, { id: 'g2', share: 's2', path: 's2' });
+  const gw = await gateway(t, c);
+  const { welcome, snapshot } = await gw.join('n1');
+  gw.ack(welcome.epoch, snapshot.revision, [{ grantId: 'g1' }, { grantId: 'g2' }]);
+  await until(async () => (await gatewayView(c, 'n1')).last_acked_revision === 2, 3000, 'the snapshot acked');
+
+  t.equal((await request(c.url, 'DELETE', '/v1/grants/g2')).status, 204);
+  const revoke = await gw.next('revoke');
+  t.equal(revoke.revision, 3);
+  const refusedAt = Date.now();
+  gw.send({ kind: 'error', code: 'PERSIST_FAILED', message: 'disk full', revision: revoke.revision });
+  const resent = await gw.next('snapshot', 1500);
+  const after = Date.now() - refusedAt;
+  t.ok(after >= 900, `not at once (${after} ms)`);
+  t.equal(resent.epoch, welcome.epoch);
+  t.equal(resent.revision, 3, 'at the current revision');
+  t.same(resent.grants.map((g) => g.id), ['g1'], 'without the revoked grant');
+  gw.ack(welcome.epoch, resent.revision, [{ grantId: 'g1' }, { grantId: 'g2', state: 'REVOKED' }]);
+  await until(async () => (await gatewayView(c, 'n1')).last_acked_revision === 3, 3000, 'the resent snapshot acked');
+  const view = await gatewayView(c, 'n1');
+  t.equal(view.last_acked_revision, view.revision, 'the gateway caught up');
+  t.same(Object.keys(view.grants), ['g1']);
+  t.ok(await gw.quiet(1200), 'no more snapshots once acked');
+  t.ok(c.logs.some((l) => l.msg === 'gateway reported an error' && l.code === 'PERSIST_FAILED' && l.level === 40), 'the refusal logged at warn');
+});
+
+t.test('snapshot retries back off (1 s, 2 s, ...) and start again at 1 s after an Ack', async (t) => {
+  const c = await start(t);
+  await post(c.url);
+  const gw = await gateway(t, c);
+  const { welcome, snapshot } = await gw.join('n1');
+  const refuse = (revision: number) => gw.send({ kind: 'error', code: 'PERSIST_FAILED', message: 'disk full', revision });
+  const timed = async () => {
+    const at = Date.now();
+    const frame = await gw.next('snapshot', 3500);
+    return { frame, ms: Date.now() - at };
+  };
+  refuse(snapshot.revision); // the Hello's snapshot
+  const first = timed();
+  const one = await first;
+  t.ok(one.ms >= 900 && one.ms < 1800, `first retry after ~1 s (${one.ms} ms)`);
+  refuse(one.frame.revision);
+  const two = await timed();
+  t.ok(two.ms >= 1900 && two.ms < 3200, `second retry after ~2 s (${two.ms} ms)`);
+  gw.ack(welcome.epoch, two.frame.revision, [{ grantId: 'g1' }]);
+  await until(async () => (await gatewayView(c, 'n1')).last_acked_revision === 1, 3000, 'acked');
+
+  await post(c.url, { access: 'ro' });
+  const upsert = await gw.next('upsert');
+  refuse(upsert.revision);
+  const three = await timed();
+  t.ok(three.ms >= 900 && three.ms < 1800, `after an Ack the delay is ~1 s again (${three.ms} ms)`);
+  t.equal(three.frame.revision, 2);
+  t.equal(three.frame.grants[0]?.access, 'ro');
+});
+
+t.test('a pending snapshot retry is dropped when the session closes or the controller stops', async (t) => {
+  const c = await start(t);
+  await post(c.url);
+  const resends = () => c.logs.filter((l) => l.msg === 'resending snapshot after a refusal').length;
+
+  const gone = await gateway(t, c);
+  const { snapshot } = await gone.join('n1');
+  gone.send({ kind: 'error', code: 'PERSIST_FAILED', message: 'disk full', revision: snapshot.revision });
+  await until(() => c.logs.some((l) => l.msg === 'gateway reported an error'), 3000, 'the refusal');
+  gone.close();
+  await gone.closed;
+  await sleep(1300);
+  t.equal(resends(), 0, 'no resend for a closed session');
+
+  const stays = await gateway(t, c);
+  const joined = await stays.join('n1');
+  stays.send({ kind: 'error', code: 'PERSIST_FAILED', message: 'disk full', revision: joined.snapshot.revision });
+  await until(() => c.logs.filter((l) => l.msg === 'gateway reported an error').length === 2, 3000, 'the second refusal');
+  const started = Date.now();
+  await c.stop();
+  t.ok(Date.now() - started < 1000, 'stop does not wait for the retry');
+  await sleep(1300);
+  t.equal(resends(), 0, 'no resend after stop');
+});
+
+t.test("a gateway ahead of the controller's state (restored from an older copy): revision moves past it", async (t) => {
+  const epoch = 'a'.repeat(32);
+  const dir = t.testdir({
+    'state.json': JSON.stringify({ format: 1, epoch, nodes: { n1: { revision: 1 } }, grants: [grantDoc()] }),
+  });
+  const file = path.join(dir, 'state.json');
+  const c = await start(t, {}, file);
+  const gw = await gateway(t, c);
+  gw.hello('n1', { epoch, lastAppliedRevision: 7 });
+  const welcome = await gw.next('welcome');
+  const snapshot = await gw.next('snapshot');
+  t.equal(welcome.epoch, epoch);
+  t.equal(welcome.revision, 8, 'Welcome: one past the gateway');
+  t.equal(snapshot.revision, 8, 'Snapshot: one past the gateway');
+  t.same(snapshot.grants.map((g) => g.id), ['g1'], "the controller's grants");
+  t.same(JSON.parse(readFileSync(file, 'utf8')).nodes, { n1: { revision: 8 } }, 'the new revision is on disk');
+  const warning = c.logs.find((l) => l.level === 40 && String(l.msg).startsWith("gateway is ahead of the controller's state"));
+  t.match(warning, { node: 'n1', revision: 1, gatewayRevision: 7 }, 'warned with both revisions');
+  t.equal((await gatewayView(c, 'n1')).revision, 8);
+  t.equal((await gatewayView(c, 'n1')).grants.g1.state, 'pending', 'pending until the new snapshot is acked');
+  gw.ack(epoch, 8, [{ grantId: 'g1' }]);
+  await until(async () => (await gatewayView(c, 'n1')).grants.g1.state === 'applied', 3000, 'g1 applied');
+
+  t.equal((await request(c.url, 'DELETE', '/v1/grants/g1')).status, 204);
+  t.same(await gw.next('revoke'), { kind: 'revoke', revision: 9, grantId: 'g1' }, 'later changes continue from there');
+  t.same(JSON.parse(readFileSync(file, 'utf8')).nodes, { n1: { revision: 9 } });
+
+  // Not ahead: another epoch, or the same epoch at or behind the controller.
+  const other = await gateway(t, c);
+  other.hello('n2', { epoch: 'b'.repeat(32), lastAppliedRevision: 50 });
+  t.equal((await other.next('welcome')).revision, 0, 'another epoch: revisions are not compared');
+  t.equal((await other.next('snapshot')).revision, 0);
+  const behind = await gateway(t, c);
+  behind.hello('n1', { epoch, lastAppliedRevision: 9 });
+  t.equal((await behind.next('welcome')).revision, 9, 'the same revision: unchanged');
+  t.same(JSON.parse(readFileSync(file, 'utf8')).nodes, { n1: { revision: 9 } });
+  t.equal(c.logs.filter((l) => String(l.msg).startsWith("gateway is ahead of the controller's state")).length, 1, 'warned once');
+
+  // While the new revision is written, the session is not the node's yet: frames other than
+  // heartbeats are refused, and nothing but Welcome then Snapshot comes first.
+  const eager = await gateway(t, c);
+  eager.hello('n1', { epoch, lastAppliedRevision: 20 });
+  eager.send({ kind: 'heartbeat', sequence: 1, sentAtMs: Date.now() });
+  eager.ack(epoch, 20, []);
+  const early = await eager.next('error');
+  t.equal(early.code, 'UNEXPECTED_MESSAGE');
+  t.match(early.message, /ack before Welcome/);
+  t.equal((await eager.next('welcome')).revision, 21);
+  t.equal((await eager.next('snapshot')).revision, 21);
+  t.same(await behind.closed, { code: 4000, reason: 'replaced' }, 'then it replaces the older session');
+});
+
+t.test('frames over 16 MiB close the session (1009); up to 16 MiB are decoded', async (t) => {
+  const c = await start(t);
+  const gw = await gateway(t, c);
+  await gw.join('n1');
+  const limit = 16 * 1024 * 1024;
+  gw.sendRaw(Buffer.alloc(limit));
+  t.equal((await gw.next('error', 10_000)).code, 'MALFORMED', 'exactly 16 MiB: decoded (and refused as garbage)');
+  gw.sendRaw(Buffer.alloc(limit + 1));
+  t.equal((await gw.closed).code, 1009, 'one byte more: closed as too big');
+  t.equal((await request(c.url, 'GET', '/healthz')).status, 200);
+});
+
+t.test('two gateways claiming one node id: newest wins, each replacement counted and warned', async (t) => {
+  const c = await start(t);
+  await post(c.url);
+  t.equal((await gatewayView(c, 'n1')).replaced_sessions, 0, 'none before any connection');
+  const first = await gateway(t, c);
+  await first.join('n1');
+  t.equal((await gatewayView(c, 'n1')).replaced_sessions, 0);
+  const second = await gateway(t, c);
+  await second.join('n1');
+  t.same(await first.closed, { code: 4000, reason: 'replaced' });
+  t.equal((await gatewayView(c, 'n1')).replaced_sessions, 1);
+  const third = await gateway(t, c);
+  await third.join('n1');
+  t.same(await second.closed, { code: 4000, reason: 'replaced' });
+  const view = await gatewayView(c, 'n1');
+  t.equal(view.replaced_sessions, 2);
+  t.equal(view.connected, true);
+  const warnings = c.logs.filter((l) => l.msg === 'gateway session replaced by a newer connection for this node id');
+  t.equal(warnings.length, 2, 'each replacement logged');
+  for (const w of warnings) {
+    t.equal(w.level, 40, 'at warn');
+    t.match(w, { node: 'n1', remote: /^127\.0\.0\.1:\d+$/, replacedRemote: /^127\.0\.0\.1:\d+$/ });
+    t.not(w.remote, w.replacedRemote, 'both addresses');
+  }
+  const other = await gateway(t, c);
+  await other.join('n2');
+  t.equal((await gatewayView(c, 'n2')).replaced_sessions, 0, 'per node');
 });
