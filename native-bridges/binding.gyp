@@ -9,7 +9,8 @@
         "src/handles.cc",
         "src/io.cc",
         "src/fs_ops.cc",
-        "src/readdir.cc"
+        "src/readdir.cc",
+        "src/sockets.cc"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")"

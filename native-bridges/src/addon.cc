@@ -1,5 +1,6 @@
-// manila_native: the few Linux syscalls Node lacks, for the NFS data path (see
-// src/native/fsbridge.ts for the TypeScript contract).
+// manila_native: the few Linux syscalls Node lacks: for the NFS data path (see
+// src/native/fsbridge.ts for the TypeScript contract) and for the sockets Node cannot open,
+// AF_VSOCK and sd_notify's datagram (src/native/sockets.ts).
 #include <napi.h>
 
 #include "common.h"
@@ -16,6 +17,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitIo(env, exports);
   InitFsOps(env, exports);
   InitReaddir(env, exports);
+  InitSockets(env, exports);
   return exports;
 }
 

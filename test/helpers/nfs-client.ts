@@ -115,6 +115,14 @@ export class RpcClient {
     });
   }
 
+  /** The same client over an AF_UNIX stream socket (transports other than TCP, driven in tests). */
+  static connectPath(path: string): Promise<RpcClient> {
+    return new Promise((resolve, reject) => {
+      const socket = net.connect({ path }, () => resolve(new RpcClient(socket)));
+      socket.once('error', reject);
+    });
+  }
+
   close(): void {
     this.socket.destroy();
   }
