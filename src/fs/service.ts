@@ -93,7 +93,8 @@ interface Context {
   readonly object: OpenObject;
 }
 
-type Resolved = { ok: true; ctx: Context } | { ok: false; status: Nfs3Status };
+/** A refusal names the share when the handle was one of ours for a known share (for the observer). */
+type Resolved = { ok: true; ctx: Context } | { ok: false; status: Nfs3Status; share?: string };
 
 /**
  * The name rules of DESIGN.md: one component, never a path. Returns a status for a bad name.
@@ -167,6 +168,29 @@ export interface ShareFileServiceOptions {
   logger: Logger;
   /** Open objects kept (O_PATH descriptors). */
   cacheLimit?: number;
+  /** Told about every NFS request that resolved to a share (metrics). */
+  observer?: ShareOpObserver;
+}
+
+/** The NFSv3 procedures that name a share through a handle (RFC 1813 names, lower case). */
+export type NfsShareProcedure =
+  | 'getattr' | 'setattr' | 'lookup' | 'access' | 'readlink' | 'read' | 'write' | 'create' | 'mkdir'
+  | 'symlink' | 'mknod' | 'remove' | 'rmdir' | 'rename' | 'link' | 'readdir' | 'readdirplus'
+  | 'fsstat' | 'fsinfo' | 'pathconf' | 'commit';
+
+/**
+ * Watches the NFS requests that resolved to a share: a handle of ours for a known share (open, or
+ * among the recently retired), whether or not the caller was granted it. onOp is called exactly
+ * once per such request, with the status the guest is answered (RENAME and LINK: once, under the
+ * first handle's share); a request whose handle names no share (NFS3ERR_BADHANDLE, an unknown share
+ * key) or whose handler throws (the guest gets SYSTEM_ERR) is not reported. onRead: the bytes a
+ * successful READ returned; onWrite: the `count` a successful WRITE reported written. Calls are
+ * synchronous and must be cheap; a throw is logged and otherwise ignored.
+ */
+export interface ShareOpObserver {
+  onOp(share: string, procedure: NfsShareProcedure, status: Nfs3Status): void;
+  onRead(share: string, bytes: number): void;
+  onWrite(share: string, bytes: number): void;
 }
 
 export class ShareFileService implements NfsFileService, MountService {
@@ -175,6 +199,7 @@ export class ShareFileService implements NfsFileService, MountService {
   private readonly backends: BackendRoots;
   private readonly codec: HandleCodec;
   private readonly logger: Logger;
+  private readonly observer: ShareOpObserver | undefined;
   readonly shares: ShareRegistry;
   private readonly objects: ObjectCache;
   /** RFC 1813 section 3.3.7: changes on every start, so clients resend uncommitted writes. */
@@ -192,6 +217,7 @@ export class ShareFileService implements NfsFileService, MountService {
     this.backends = options.backends;
     this.codec = options.codec;
     this.logger = options.logger;
+    this.observer = options.observer;
     this.shares = new ShareRegistry(this.native, this.codec, (id, backend, sharePath) => !this.closed && this.grantedAt(id, backend, sharePath));
     this.objects = new ObjectCache(this.native, options.cacheLimit ?? 4096);
     this.cookieVerifier = this.codec.derive('readdir-cookie-verifier');
@@ -279,8 +305,9 @@ export class ShareFileService implements NfsFileService, MountService {
       if (!decoded) return { ok: false, status: Nfs3Status.NFS3ERR_BADHANDLE };
       share = this.shares.byHandleKey(decoded.shareKey);
       if (!share) {
+        const retiredId = this.shares.retiredShare(decoded.shareKey);
         const reopened = await this.reopenRetired(caller, decoded.shareKey);
-        if (typeof reopened === 'number') return { ok: false, status: reopened };
+        if (typeof reopened === 'number') return { ok: false, status: reopened, ...(retiredId === undefined ? {} : { share: retiredId }) };
         share = reopened;
       }
       if (decoded.kernel.bytes.equals(share.kernel.bytes) && decoded.kernel.type === share.kernel.type) {
@@ -292,7 +319,7 @@ export class ShareFileService implements NfsFileService, MountService {
     // (A cached object's share is never retired: retiring drops its objects from the cache.)
     if (!grant || grant.backend !== share!.backend || grant.path !== share!.sharePath || share!.retired) {
       if (object && !object.isRoot) this.objects.release(object);
-      return { ok: false, status: grant ? Nfs3Status.NFS3ERR_STALE : Nfs3Status.NFS3ERR_ACCES };
+      return { ok: false, status: grant ? Nfs3Status.NFS3ERR_STALE : Nfs3Status.NFS3ERR_ACCES, share: share!.id };
     }
     // Held before anything uses share.fd (open_by_handle_at below): a retire now defers the close.
     this.shares.hold(share!);
@@ -300,7 +327,8 @@ export class ShareFileService implements NfsFileService, MountService {
       const opened = await this.objects.acquire(key, share!, kernel!);
       if (typeof opened === 'number') {
         this.shares.release(share!);
-        return { ok: false, status: opened === E.ESTALE || opened === E.ENOENT ? Nfs3Status.NFS3ERR_STALE : errnoToNfs3(opened) };
+        const status = opened === E.ESTALE || opened === E.ENOENT ? Nfs3Status.NFS3ERR_STALE : errnoToNfs3(opened);
+        return { ok: false, status, share: share!.id };
       }
       object = opened;
     }
@@ -337,22 +365,48 @@ export class ShareFileService implements NfsFileService, MountService {
   }
 
   /**
-   * Runs `body` with the object named by `fh`; `fail` builds the answer for a status. `count` as
-   * for resolve().
+   * Runs `body` with the object named by `fh`; `fail` builds the answer for a status. `procedure`
+   * names the NFS request, counted and reported to the observer once it is answered; null for the
+   * second handle of one request (RENAME, LINK) and MOUNT's own lookups (not counted, as resolve()).
    */
-  private async with<T>(
+  private async with<T extends { status: Nfs3Status }>(
     caller: Caller,
     fh: Buffer,
     fail: (status: Nfs3Status) => T,
     body: (ctx: Context) => Promise<T>,
-    count = true,
+    procedure: NfsShareProcedure | null,
   ): Promise<T> {
-    const resolved = await this.resolve(caller, fh, count);
-    if (!resolved.ok) return fail(resolved.status);
+    const resolved = await this.resolve(caller, fh, procedure !== null);
+    if (!resolved.ok) {
+      if (procedure !== null && resolved.share !== undefined) this.observeOp(resolved.share, procedure, resolved.status);
+      return fail(resolved.status);
+    }
+    let result: T;
     try {
-      return await body(resolved.ctx);
+      result = await body(resolved.ctx);
     } finally {
       this.done(resolved.ctx);
+    }
+    if (procedure !== null) this.observeOp(resolved.ctx.share.id, procedure, result.status);
+    return result;
+  }
+
+  private observeOp(share: string, procedure: NfsShareProcedure, status: Nfs3Status): void {
+    if (!this.observer) return;
+    try {
+      this.observer.onOp(share, procedure, status);
+    } catch (err) {
+      this.logger.error({ err }, 'share observer threw');
+    }
+  }
+
+  private observeBytes(share: string, kind: 'read' | 'write', bytes: number): void {
+    if (!this.observer) return;
+    try {
+      if (kind === 'read') this.observer.onRead(share, bytes);
+      else this.observer.onWrite(share, bytes);
+    } catch (err) {
+      this.logger.error({ err }, 'share observer threw');
     }
   }
 
@@ -384,7 +438,7 @@ export class ShareFileService implements NfsFileService, MountService {
         return { status: Nfs3Status.NFS3ERR_STALE, attr: null };
       }
       return { status: Nfs3Status.NFS3_OK, attr: toFattr3(result.stat, ctx.share.fsid) };
-    });
+    }, 'getattr');
   }
 
   async setattr(caller: Caller, fh: Buffer, attributes: Sattr3, guard: NfsTime | null): Promise<WccResult> {
@@ -398,7 +452,7 @@ export class ShareFileService implements NfsFileService, MountService {
       const status =
         result.err === 0 ? Nfs3Status.NFS3_OK : result.err === -1 ? Nfs3Status.NFS3ERR_NOT_SYNC : errnoToNfs3(result.err);
       return { status, wcc: wcc(result.before, result.after, ctx.share.fsid) };
-    });
+    }, 'setattr');
   }
 
   async lookup(caller: Caller, dirFh: Buffer, name: Buffer): Promise<LookupResult> {
@@ -407,7 +461,7 @@ export class ShareFileService implements NfsFileService, MountService {
       if (bad !== undefined) return { status: bad, objAttr: null, dirAttr: await this.attrOf(ctx) };
       const found = await this.lookupIn(ctx, name);
       return found;
-    });
+    }, 'lookup');
   }
 
   /** LOOKUP within a resolved directory, with the share-root rule for `..`. */
@@ -455,7 +509,7 @@ export class ShareFileService implements NfsFileService, MountService {
       }
       if (this.readOnly(ctx)) granted &= ~(ACCESS3.MODIFY | ACCESS3.EXTEND | ACCESS3.DELETE);
       return { status: Nfs3Status.NFS3_OK, attr: toFattr3(stat.stat, ctx.share.fsid), access: granted & requested };
-    });
+    }, 'access');
   }
 
   async readlink(caller: Caller, fh: Buffer): Promise<ReadlinkResult> {
@@ -464,7 +518,7 @@ export class ShareFileService implements NfsFileService, MountService {
       const attr = result.stat ? toFattr3(result.stat, ctx.share.fsid) : await this.attrOf(ctx);
       if (result.err !== 0 || !result.target) return { status: errnoToNfs3(result.err), attr };
       return { status: Nfs3Status.NFS3_OK, attr, target: result.target };
-    });
+    }, 'readlink');
   }
 
   async read(caller: Caller, fh: Buffer, offset: bigint, count: number, target: ReadTarget): Promise<ReadResult> {
@@ -472,8 +526,9 @@ export class ShareFileService implements NfsFileService, MountService {
       const result = await this.native.read(ctx.creds, ctx.object.fd, target.buffer, target.offset, count, offset);
       const attr = result.after ? toFattr3(result.after, ctx.share.fsid) : null;
       if (result.err !== 0) return { status: errnoToNfs3(result.err), attr: attr ?? (await this.attrOf(ctx)), count: 0, eof: false };
+      this.observeBytes(ctx.share.id, 'read', result.count);
       return { status: Nfs3Status.NFS3_OK, attr, count: result.count, eof: result.eof ?? false };
-    });
+    }, 'read');
   }
 
   async write(caller: Caller, fh: Buffer, offset: bigint, stable: StableHow, data: Buffer): Promise<WriteResult> {
@@ -484,12 +539,14 @@ export class ShareFileService implements NfsFileService, MountService {
       const result = await this.native.write(ctx.creds, ctx.object.fd, data, offset, stable);
       const data_wcc = wcc(result.before, result.after, ctx.share.fsid);
       if (result.err !== 0) return { ...fail(errnoToNfs3(result.err)), wcc: data_wcc };
+      this.observeBytes(ctx.share.id, 'write', result.count);
       return { status: Nfs3Status.NFS3_OK, wcc: data_wcc, count: result.count, committed: stable, verifier: this.writeVerifier };
-    });
+    }, 'write');
   }
 
   /** Runs a directory-changing procedure: name checks, read-only grants, the directory's wcc. */
   private async changeDir(
+    procedure: 'create' | 'mkdir' | 'symlink' | 'mknod',
     caller: Caller,
     dirFh: Buffer,
     name: Buffer,
@@ -503,7 +560,7 @@ export class ShareFileService implements NfsFileService, MountService {
       if (isDotName(name)) return fail(Nfs3Status.NFS3ERR_EXIST);
       if (this.readOnly(ctx)) return fail(Nfs3Status.NFS3ERR_ROFS);
       return body(ctx);
-    });
+    }, procedure);
   }
 
   private created(ctx: Context, result: CreateResult): CreatedResult {
@@ -545,7 +602,7 @@ export class ShareFileService implements NfsFileService, MountService {
   }
 
   async create(caller: Caller, dirFh: Buffer, name: Buffer, how: CreateHow): Promise<CreatedResult> {
-    return this.changeDir(caller, dirFh, name, how.mode === CreateMode.EXCLUSIVE ? null : how.attributes, async (ctx) => {
+    return this.changeDir('create', caller, dirFh, name, how.mode === CreateMode.EXCLUSIVE ? null : how.attributes, async (ctx) => {
       if (how.mode === CreateMode.EXCLUSIVE) return this.createExclusive(ctx, name, how.verifier);
       const mode = (how.attributes.mode ?? 0o644) & 0o7777;
       const result = await this.native.create(ctx.creds, ctx.object.fd, name, mode, true);
@@ -581,14 +638,14 @@ export class ShareFileService implements NfsFileService, MountService {
   }
 
   async mkdir(caller: Caller, dirFh: Buffer, name: Buffer, attributes: Sattr3): Promise<CreatedResult> {
-    return this.changeDir(caller, dirFh, name, attributes, async (ctx) => {
+    return this.changeDir('mkdir', caller, dirFh, name, attributes, async (ctx) => {
       const result = await this.native.mkdir(ctx.creds, ctx.object.fd, name, (attributes.mode ?? 0o755) & 0o7777);
       return this.finishCreate(ctx, result, attributes);
     });
   }
 
   async symlink(caller: Caller, dirFh: Buffer, name: Buffer, attributes: Sattr3, target: Buffer): Promise<CreatedResult> {
-    return this.changeDir(caller, dirFh, name, attributes, async (ctx) => {
+    return this.changeDir('symlink', caller, dirFh, name, attributes, async (ctx) => {
       if (target.length === 0 || target.includes(0)) return { status: Nfs3Status.NFS3ERR_INVAL, handle: null, objAttr: null, dirWcc: NO_WCC };
       if (target.length > MAX_SYMLINK_TARGET) return { status: Nfs3Status.NFS3ERR_NAMETOOLONG, handle: null, objAttr: null, dirWcc: NO_WCC };
       const result = await this.native.symlink(ctx.creds, ctx.object.fd, name, target);
@@ -598,7 +655,7 @@ export class ShareFileService implements NfsFileService, MountService {
   }
 
   async mknod(caller: Caller, dirFh: Buffer, name: Buffer, what: MknodData): Promise<CreatedResult> {
-    return this.changeDir(caller, dirFh, name, 'attributes' in what ? what.attributes : null, async (ctx) => {
+    return this.changeDir('mknod', caller, dirFh, name, 'attributes' in what ? what.attributes : null, async (ctx) => {
       const fail = (status: Nfs3Status): CreatedResult => ({ status, handle: null, objAttr: null, dirWcc: NO_WCC });
       // Device nodes would let a guest reach host devices through the share: refused, as a local
       // unprivileged user is refused (EPERM). FIFOs and sockets are plain directory entries.
@@ -621,7 +678,7 @@ export class ShareFileService implements NfsFileService, MountService {
         status: result.err === 0 ? Nfs3Status.NFS3_OK : errnoToNfs3(result.err),
         wcc: wcc(result.dirBefore, result.dirAfter, ctx.share.fsid),
       };
-    });
+    }, isDir ? 'rmdir' : 'remove');
   }
 
   remove(caller: Caller, dirFh: Buffer, name: Buffer): Promise<WccResult> {
@@ -646,7 +703,8 @@ export class ShareFileService implements NfsFileService, MountService {
           fromDirWcc: wcc(result.fromDirBefore, result.fromDirAfter, from.share.fsid),
           toDirWcc: wcc(result.toDirBefore, result.toDirAfter, to.share.fsid),
         };
-      }, false), // one request, counted once
+      }, null), // the second handle: not counted again
+    'rename', // one request, counted and reported once under the first handle's share
     );
   }
 
@@ -666,7 +724,8 @@ export class ShareFileService implements NfsFileService, MountService {
           fileAttr: after ? toFattr3(after, file.share.fsid) : null,
           linkDirWcc: wcc(result.dirBefore, result.dirAfter, dir.share.fsid),
         };
-      }, false), // one request, counted once
+      }, null), // the second handle: not counted again
+    'link', // one request, counted and reported once under the first handle's share
     );
   }
 
@@ -716,7 +775,7 @@ export class ShareFileService implements NfsFileService, MountService {
       const maxEntries = Math.min(4096, Math.max(1, Math.ceil(Math.min(maxBytes, ONE_MIB) / 24)));
       const listed = await this.list(ctx, cookie, cookieVerifier, maxEntries, false);
       return { ...listed, cookieVerifier: this.cookieVerifier, entries: listed.entries.map(({ fileid, name, cookie: c }) => ({ fileid, name, cookie: c })) };
-    });
+    }, 'readdir');
   }
 
   async readdirplus(
@@ -735,7 +794,7 @@ export class ShareFileService implements NfsFileService, MountService {
       const maxEntries = Math.min(4096, Math.max(1, Math.min(byMax, byDir)));
       const listed = await this.list(ctx, cookie, cookieVerifier, maxEntries, true);
       return { ...listed, cookieVerifier: this.cookieVerifier };
-    });
+    }, 'readdirplus');
   }
 
   async fsstat(caller: Caller, fh: Buffer): Promise<FsstatResult> {
@@ -754,7 +813,7 @@ export class ShareFileService implements NfsFileService, MountService {
         afiles: stats.freeFiles ?? 0,
         invarsec: 0,
       };
-    });
+    }, 'fsstat');
   }
 
   async fsinfo(caller: Caller, fh: Buffer): Promise<FsinfoResult> {
@@ -774,7 +833,7 @@ export class ShareFileService implements NfsFileService, MountService {
       status: Nfs3Status.NFS3_OK,
       attr: await this.attrOf(ctx),
       ...base,
-    }));
+    }), 'fsinfo');
   }
 
   async pathconf(caller: Caller, fh: Buffer): Promise<PathconfResult> {
@@ -782,7 +841,7 @@ export class ShareFileService implements NfsFileService, MountService {
     return this.with<PathconfResult>(caller, fh, (status) => ({ status, attr: null, ...base }), async (ctx) => {
       const [stats, attr] = await Promise.all([this.native.statfs(ctx.object.fd), this.attrOf(ctx)]);
       return { status: Nfs3Status.NFS3_OK, attr, ...base, nameMax: Math.min(stats.nameMax ?? MAX_NAME, MAX_NAME) };
-    });
+    }, 'pathconf');
   }
 
   async commit(caller: Caller, fh: Buffer, _offset: bigint, _count: number): Promise<CommitResult> {
@@ -795,7 +854,7 @@ export class ShareFileService implements NfsFileService, MountService {
       const data = wcc(result.before, result.after, ctx.share.fsid);
       if (result.err !== 0) return { ...fail(errnoToNfs3(result.err)), wcc: data };
       return { status: Nfs3Status.NFS3_OK, wcc: data, verifier: this.writeVerifier };
-    });
+    }, 'commit');
   }
 
   // ---- MOUNT v3 (RFC 1813 section 5) ------------------------------------------------------
@@ -830,7 +889,7 @@ export class ShareFileService implements NfsFileService, MountService {
         const bad = checkName(name, true);
         if (bad !== undefined) return Promise.resolve({ status: bad, objAttr: null, dirAttr: null } as LookupResult);
         return this.lookupIn(ctx, name);
-      }, false); // MOUNT's own walk: not an NFS request
+      }, null); // MOUNT's own walk: not an NFS request
       if (found.status !== Nfs3Status.NFS3_OK || !found.handle) return { status: mountStatus(found.status) };
       // Mount points are directories reached without following symlinks.
       if (found.objAttr?.type !== Ftype3.NF3DIR) return { status: MountStat.MNT3ERR_NOTDIR };

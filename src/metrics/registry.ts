@@ -1,0 +1,420 @@
+// The gateway's Prometheus metrics: one prom-client Registry per gateway (never the global one, so
+// two gateways in one process keep apart), Node's process metrics under the same prefix, and the
+// gateway's own series. Every name starts with `manila_gateway_` (DESIGN.md).
+//
+// Label cardinality is bounded by construction:
+// - program, procedure: names of registered RPC programs and their procedures (the dispatcher never
+//   reports a number a peer chose); anything that does not look like such a name, and any pair past
+//   MAX_CALL_LABELS, is 'unknown'.
+// - outcome: the dispatcher's five outcomes. status: the nfsstat3 names of RFC 1813 (or 'unknown').
+// - transport: tcp, vsock, hybrid_vsock. source: static, controller. state: the controller client's
+//   four states. backend, type: the configured backends.
+// - share: the shares this node serves, which the grants bound (an operator knows the count: one
+//   series per share and procedure and status seen, three more per share for bytes). forgetShare()
+//   drops a share's series when its last grant goes; the series of the shares that remain are
+//   never touched, so their totals stay monotonic. A share that comes back starts from zero, which
+//   Prometheus' rate() and increase() read as a counter reset.
+//
+// Gauges that mirror state (connections, grants, controller, backends) are read from callbacks at
+// scrape time, so nothing has to be kept in step and nothing can drift.
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { Logger } from 'pino';
+import type { CallInfo } from '../rpc/dispatch.js';
+import type { Peer } from '../rpc/types.js';
+import type { NfsShareProcedure, ShareOpObserver } from '../fs/service.js';
+import { Nfs3Status } from '../nfs3/types.js';
+import { SOFTWARE_VERSION } from '../version.js';
+
+export const METRIC_PREFIX = 'manila_gateway_';
+
+/** Latency buckets in seconds: 20 µs (a cached GETATTR) to 5 s (a hung backend shows as +Inf). */
+export const LATENCY_BUCKETS: readonly number[] = [
+  0.00002, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5,
+];
+
+/** (program, procedure) label pairs kept before new ones are reported as 'unknown'. */
+export const MAX_CALL_LABELS = 256;
+
+export const TRANSPORTS = ['tcp', 'vsock', 'hybrid_vsock'] as const;
+export type TransportLabel = (typeof TRANSPORTS)[number];
+
+export const GRANT_SOURCES = ['static', 'controller'] as const;
+export const CONTROLLER_STATES = ['connecting', 'connected', 'disconnected', 'stopped'] as const;
+
+export interface ControllerSnapshot {
+  /** The controller client's state: connecting, connected, disconnected or stopped. */
+  readonly state: string;
+  /** The last revision applied from the controller (absent before the first). */
+  readonly appliedRevision?: number | bigint | undefined;
+}
+
+export interface BackendHealth {
+  readonly id: string;
+  readonly type: string;
+  readonly up: boolean;
+}
+
+/**
+ * Where the state gauges come from, read on every scrape. Each is optional: a gauge without a
+ * source is not exported (connections and grants are then exported as zeros). A callback that
+ * throws leaves its gauge out of that scrape (logged at warn when a logger is given).
+ */
+export interface MetricsSources {
+  /** Defaults to the package version. */
+  version?: string;
+  /** Live connections per transport: tcp, vsock, hybrid_vsock (Peer's 'hybrid' is accepted too). */
+  connectionsByTransport?: () => Readonly<Record<string, number>>;
+  /** Grants held per source: static, controller. */
+  grantsBySource?: () => Readonly<Record<string, number>>;
+  /** Grants the controller pushed that this node could not apply (state FAILED). */
+  grantsFailed?: () => number;
+  /** undefined when no controller is configured: no controller series are exported. */
+  controller?: () => ControllerSnapshot | undefined;
+  backends?: () => readonly BackendHealth[];
+  logger?: Logger;
+}
+
+export interface GatewayMetrics {
+  readonly registry: Registry;
+  /** The text exposition content type (for the HTTP answer). */
+  readonly contentType: string;
+  /** For RpcDispatcherOptions.onCall. Never throws. */
+  readonly onCall: (info: CallInfo) => void;
+  /** For ShareFileServiceOptions.observer. Never throws. */
+  readonly observer: ShareOpObserver;
+  /** One connection accepted on `transport` (tcp, vsock, hybrid_vsock; Peer's 'hybrid' too). */
+  connectionAccepted(transport: string): void;
+  /** Drops every series labelled with `share` (call when its last grant is revoked). */
+  forgetShare(share: string): void;
+  /** The text exposition of every metric. */
+  metrics(): Promise<string>;
+}
+
+/** Live connections per transport label, from connections that carry their peer (RpcConnection). */
+export function connectionsByTransport(connections: Iterable<{ readonly peer: Peer }>): Record<TransportLabel, number> {
+  const counts: Record<TransportLabel, number> = { tcp: 0, vsock: 0, hybrid_vsock: 0 };
+  for (const connection of connections) counts[transportLabel(connection.peer.transport) as TransportLabel]++;
+  return counts;
+}
+
+/** A transport name as a label value: tcp, vsock, hybrid_vsock, or 'unknown'. */
+export function transportLabel(transport: string): TransportLabel | 'unknown' {
+  switch (transport) {
+    case 'tcp':
+    case 'vsock':
+    case 'hybrid_vsock':
+      return transport;
+    case 'hybrid':
+      return 'hybrid_vsock';
+    default:
+      return 'unknown';
+  }
+}
+
+/** An nfsstat3 value as a label value: its RFC 1813 name, or 'unknown'. */
+export function nfsStatusLabel(status: number): string {
+  const name = (Nfs3Status as unknown as Record<number, string | undefined>)[status];
+  return typeof name === 'string' ? name : 'unknown';
+}
+
+const PROGRAM_LABELS: Readonly<Record<string, string>> = {
+  portmap2: 'portmap',
+  mount3: 'mount',
+  nfs3: 'nfs3',
+};
+const NAME = /^[a-z][a-z0-9_]{0,31}$/;
+const OUTCOMES = new Set(['ok', 'garbage', 'error', 'denied', 'unavailable']);
+const NFS_PROCEDURES: ReadonlySet<string> = new Set<NfsShareProcedure>([
+  'getattr', 'setattr', 'lookup', 'access', 'readlink', 'read', 'write', 'create', 'mkdir', 'symlink', 'mknod',
+  'remove', 'rmdir', 'rename', 'link', 'readdir', 'readdirplus', 'fsstat', 'fsinfo', 'pathconf', 'commit',
+]);
+
+function programLabel(name: string): string {
+  const known = PROGRAM_LABELS[name];
+  if (known !== undefined) return known;
+  const lower = name.toLowerCase();
+  return NAME.test(lower) ? lower : 'unknown';
+}
+
+function procedureLabel(name: string): string {
+  const lower = name.toLowerCase();
+  return NAME.test(lower) ? lower : 'unknown';
+}
+
+type ShareSeries = { ops: Map<string, { share: string; procedure: string; status: string }> };
+
+export function createMetrics(sources: MetricsSources = {}): GatewayMetrics {
+  const registry = new Registry();
+  const registers = [registry];
+  const logger = sources.logger;
+  collectDefaultMetrics({ register: registry, prefix: METRIC_PREFIX });
+
+  /** Reads a source; a throw leaves the gauge out of this scrape. */
+  const read = <T>(what: string, source: () => T): { ok: true; value: T } | { ok: false } => {
+    try {
+      return { ok: true, value: source() };
+    } catch (err) {
+      logger?.warn({ err, metric: what }, 'metrics source failed');
+      return { ok: false };
+    }
+  };
+
+  /** Empties a gauge before a scrape refills it (prom-client's reset() leaves 0 in a label-less one). */
+  const clear = (gauge: Gauge<string>): void => {
+    gauge.reset();
+    gauge.remove({}); // the label-less series, if any (a no-op for labelled gauges)
+  };
+
+  // ---- RPC calls (the dispatcher's onCall) -----------------------------------------------------
+  const rpcRequests = new Counter({
+    name: `${METRIC_PREFIX}rpc_requests_total`,
+    help: 'RPC calls answered, by program, procedure and outcome (ok, garbage, error, denied, unavailable)',
+    labelNames: ['program', 'procedure', 'outcome'] as const,
+    registers,
+  });
+  const rpcDuration = new Histogram({
+    name: `${METRIC_PREFIX}rpc_request_duration_seconds`,
+    help: 'Time from receiving an RPC call to its reply being ready, by program and procedure',
+    labelNames: ['program', 'procedure'] as const,
+    buckets: [...LATENCY_BUCKETS],
+    registers,
+  });
+  // (program, procedure) as reported -> label values; bounded by MAX_CALL_LABELS
+  const callLabels = new Map<string, { program: string; procedure: string }>();
+  const unknownCall = { program: 'unknown', procedure: 'unknown' };
+  const labelsOfCall = (program: string, procedure: string): { program: string; procedure: string } => {
+    const key = `${program}\0${procedure}`;
+    let labels = callLabels.get(key);
+    if (labels === undefined) {
+      if (callLabels.size >= MAX_CALL_LABELS) return unknownCall;
+      const p = programLabel(program);
+      labels = { program: p, procedure: p === 'unknown' ? 'unknown' : procedureLabel(procedure) };
+      callLabels.set(key, labels);
+    }
+    return labels;
+  };
+  const onCall = (info: CallInfo): void => {
+    try {
+      const labels = labelsOfCall(info.program, info.procedure);
+      const outcome = OUTCOMES.has(info.outcome) ? info.outcome : 'unknown';
+      rpcRequests.inc({ program: labels.program, procedure: labels.procedure, outcome });
+      rpcDuration.observe(labels, Math.max(0, info.durationMs) / 1000);
+    } catch (err) {
+      logger?.error({ err }, 'metrics: onCall failed');
+    }
+  };
+
+  // ---- NFS requests per share (the share layer's observer) -----------------------------------
+  const nfsOps = new Counter({
+    name: `${METRIC_PREFIX}nfs_ops_total`,
+    help: 'NFSv3 requests whose file handle resolved to a share, by share, procedure and NFS status',
+    labelNames: ['share', 'procedure', 'status'] as const,
+    registers,
+  });
+  const readBytes = new Counter({
+    name: `${METRIC_PREFIX}read_bytes_total`,
+    help: 'Bytes returned to guests by successful NFS READs, by share',
+    labelNames: ['share'] as const,
+    registers,
+  });
+  const writtenBytes = new Counter({
+    name: `${METRIC_PREFIX}written_bytes_total`,
+    help: 'Bytes successful NFS WRITEs reported written, by share',
+    labelNames: ['share'] as const,
+    registers,
+  });
+  const shares = new Map<string, ShareSeries>();
+  const seriesOf = (share: string): ShareSeries => {
+    let series = shares.get(share);
+    if (!series) {
+      series = { ops: new Map() };
+      shares.set(share, series);
+    }
+    return series;
+  };
+  const observer: ShareOpObserver = {
+    onOp(share, procedure, status) {
+      try {
+        const series = seriesOf(share);
+        const key = `${procedure}\0${status}`;
+        let labels = series.ops.get(key);
+        if (labels === undefined) {
+          labels = { share, procedure: NFS_PROCEDURES.has(procedure) ? procedure : 'unknown', status: nfsStatusLabel(status) };
+          series.ops.set(key, labels);
+        }
+        nfsOps.inc(labels);
+      } catch (err) {
+        logger?.error({ err }, 'metrics: onOp failed');
+      }
+    },
+    onRead(share, bytes) {
+      try {
+        seriesOf(share);
+        readBytes.inc({ share }, bytes);
+      } catch (err) {
+        logger?.error({ err }, 'metrics: onRead failed');
+      }
+    },
+    onWrite(share, bytes) {
+      try {
+        seriesOf(share);
+        writtenBytes.inc({ share }, bytes);
+      } catch (err) {
+        logger?.error({ err }, 'metrics: onWrite failed');
+      }
+    },
+  };
+  const forgetShare = (share: string): void => {
+    const series = shares.get(share);
+    if (!series) return;
+    for (const labels of series.ops.values()) nfsOps.remove(labels);
+    readBytes.remove({ share });
+    writtenBytes.remove({ share });
+    shares.delete(share);
+  };
+
+  // ---- connections ----------------------------------------------------------------------------
+  const accepted = new Counter({
+    name: `${METRIC_PREFIX}connections_accepted_total`,
+    help: 'RPC connections accepted, by transport (tcp, vsock, hybrid_vsock)',
+    labelNames: ['transport'] as const,
+    registers,
+  });
+  for (const transport of TRANSPORTS) accepted.inc({ transport }, 0);
+  new Gauge({
+    name: `${METRIC_PREFIX}connections`,
+    help: 'RPC connections open now, by transport (tcp, vsock, hybrid_vsock)',
+    labelNames: ['transport'] as const,
+    registers,
+    collect() {
+      clear(this);
+      const counts: Record<string, number> = { tcp: 0, vsock: 0, hybrid_vsock: 0 };
+      const source = sources.connectionsByTransport;
+      if (source) {
+        const got = read('connections', source);
+        if (!got.ok) return;
+        for (const [transport, n] of Object.entries(got.value)) {
+          const label = transportLabel(transport);
+          counts[label] = (counts[label] ?? 0) + n;
+        }
+      }
+      for (const [transport, n] of Object.entries(counts)) this.set({ transport }, n);
+    },
+  });
+
+  // ---- grants ---------------------------------------------------------------------------------
+  new Gauge({
+    name: `${METRIC_PREFIX}grants`,
+    help: 'Grants held, by source (static: the config file; controller: pushed)',
+    labelNames: ['source'] as const,
+    registers,
+    collect() {
+      clear(this);
+      const counts: Record<string, number> = { static: 0, controller: 0 };
+      const source = sources.grantsBySource;
+      if (source) {
+        const got = read('grants', source);
+        if (!got.ok) return;
+        for (const [name, n] of Object.entries(got.value)) {
+          const label = (GRANT_SOURCES as readonly string[]).includes(name) ? name : 'unknown';
+          counts[label] = (counts[label] ?? 0) + n;
+        }
+      }
+      for (const [name, n] of Object.entries(counts)) this.set({ source: name }, n);
+    },
+  });
+  if (sources.grantsFailed) {
+    const source = sources.grantsFailed;
+    new Gauge({
+      name: `${METRIC_PREFIX}grants_failed`,
+      help: 'Grants pushed by the controller that this node could not apply',
+      registers,
+      collect() {
+        clear(this);
+        const got = read('grants_failed', source);
+        if (got.ok) this.set(got.value);
+      },
+    });
+  }
+
+  // ---- controller -----------------------------------------------------------------------------
+  if (sources.controller) {
+    const source = sources.controller;
+    const current = (): ControllerSnapshot | undefined => {
+      const got = read('controller', source);
+      return got.ok ? got.value : undefined;
+    };
+    new Gauge({
+      name: `${METRIC_PREFIX}controller_connected`,
+      help: '1 while the websocket session to the controller is up, else 0',
+      registers,
+      collect() {
+        clear(this);
+        const now = current();
+        if (now) this.set(now.state === 'connected' ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: `${METRIC_PREFIX}controller_applied_revision`,
+      help: 'The last controller revision this node applied',
+      registers,
+      collect() {
+        clear(this);
+        const now = current();
+        if (now && now.appliedRevision !== undefined) this.set(Number(now.appliedRevision));
+      },
+    });
+    new Gauge({
+      name: `${METRIC_PREFIX}controller_state`,
+      help: 'The controller client state: 1 for the current one (connecting, connected, disconnected, stopped)',
+      labelNames: ['state'] as const,
+      registers,
+      collect() {
+        clear(this);
+        const now = current();
+        if (!now) return;
+        const state = (CONTROLLER_STATES as readonly string[]).includes(now.state) ? now.state : 'unknown';
+        for (const s of CONTROLLER_STATES) this.set({ state: s }, s === state ? 1 : 0);
+        if (state === 'unknown') this.set({ state }, 1);
+      },
+    });
+  }
+
+  // ---- backends -------------------------------------------------------------------------------
+  if (sources.backends) {
+    const source = sources.backends;
+    new Gauge({
+      name: `${METRIC_PREFIX}backend_up`,
+      help: '1 when a backend is mounted and healthy, else 0, by backend id and type',
+      labelNames: ['backend', 'type'] as const,
+      registers,
+      collect() {
+        clear(this);
+        const got = read('backend_up', source);
+        if (!got.ok) return;
+        for (const backend of got.value) this.set({ backend: backend.id, type: backend.type }, backend.up ? 1 : 0);
+      },
+    });
+  }
+
+  // ---- build ----------------------------------------------------------------------------------
+  const build = new Gauge({
+    name: `${METRIC_PREFIX}build_info`,
+    help: 'Always 1; the version label is the running manila-gateway version',
+    labelNames: ['version'] as const,
+    registers,
+  });
+  build.set({ version: sources.version ?? SOFTWARE_VERSION }, 1);
+
+  return {
+    registry,
+    contentType: registry.contentType,
+    onCall,
+    observer,
+    connectionAccepted(transport: string): void {
+      accepted.inc({ transport: transportLabel(transport) });
+    },
+    forgetShare,
+    metrics: () => registry.metrics(),
+  };
+}
