@@ -8,7 +8,9 @@
 #                             the kernel-client guest of ../shared/vm (build-guest.sh, run-guest.sh;
 #                             qemu-system-data has the qboot firmware that makes the boot quick)
 #   util-linux, procps        setpriv and flock (run-guest.sh), kill/ps
-#   socat                     ad-hoc socket plumbing in tests
+#   socat                     socket plumbing in tests (TCP -> UNIX bridge, datagram receiver)
+#   systemd                   systemd-analyze verify of the unit file
+#   openssl                   throwaway certificates for the controller's TLS tests
 #   g++, make, python3        node-gyp: the native-bridges addon built by `npm install`
 #   ca-certificates           HTTPS for npm and node-gyp's header download
 # Node.js >= 20 is not installed here (Debian 12 ships 18): it must already be on PATH.
@@ -18,7 +20,7 @@ export DEBIAN_FRONTEND=noninteractive LC_ALL=C PATH=$PATH:/usr/sbin:/sbin
 # Building and running need only the toolchain of node-gyp; --test adds what the tests drive.
 PKGS=(g++ make python3 ca-certificates)
 case ${1:-} in
-  --test) PKGS+=(libnfs-utils qemu-system-x86 qemu-system-data cpio kmod gzip xz-utils zstd util-linux procps socat);;
+  --test) PKGS+=(libnfs-utils qemu-system-x86 qemu-system-data cpio kmod gzip xz-utils zstd util-linux procps socat systemd openssl);;
   "") ;;
   *) echo "usage: install-deps.sh [--test]" >&2; exit 2;;
 esac

@@ -10,6 +10,7 @@ import { startGateway } from './server.js';
 import { startController, type ControllerOptions } from './controller/server.js';
 import { parseControllerArgs, UsageError } from './controller/args.js';
 import { SOFTWARE_VERSION } from './version.js';
+import { notify, reloadingState, watchdogIntervalMs } from './systemd/notify.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 
@@ -71,17 +72,65 @@ function stopOnSignals(logger: Logger, stops: Array<() => Promise<void>>): void 
   process.on('SIGINT', () => stop('SIGINT'));
 }
 
+/**
+ * The daemon under a service manager: READY=1 once listeners are bound and grants loaded,
+ * watchdog pings while the event loop turns, RELOADING=1 around a SIGHUP reload, STOPPING=1 and
+ * a bounded drain on SIGTERM/SIGINT. Outside systemd the notifications are no-ops.
+ */
 async function serve(args: string[]): Promise<void> {
-  const config = readConfig(configArg(args));
+  const file = configArg(args);
+  const config = readConfig(file);
   const gateway = await startGateway(config);
-  stopOnSignals(gateway.logger, [() => gateway.stop()]);
+  const logger = gateway.logger;
+  let drainMs = config.limits.drainTimeoutMs;
+  notify(`READY=1\nSTATUS=serving ${gateway.grants.size} grant(s)\nMAINPID=${process.pid}`);
+  const watchdogMs = watchdogIntervalMs();
+  // The ping runs on the event loop: a loop stuck for the whole WatchdogSec gets the daemon restarted.
+  const watchdog = watchdogMs ? setInterval(() => notify('WATCHDOG=1'), watchdogMs) : undefined;
+
+  let reloading = Promise.resolve();
+  process.on('SIGHUP', () => {
+    reloading = reloading.then(async () => {
+      notify(reloadingState());
+      try {
+        const next = loadConfig(file);
+        const result = await gateway.reload(next);
+        drainMs = next.limits.drainTimeoutMs;
+        notify(`READY=1\nSTATUS=serving ${gateway.grants.size} grant(s); reloaded${result.failed.length ? ` (${result.failed.length} listener(s) failed)` : ''}`);
+      } catch (error) {
+        // A bad file changes nothing: the daemon goes on with what it had.
+        const problems = error instanceof ConfigError ? error.problems : [(error as Error).message];
+        logger.error({ file, problems }, 'reload refused: the running config stays');
+        notify('READY=1\nSTATUS=reload refused; see the log');
+      }
+    });
+  });
+
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    notify('STOPPING=1');
+    clearInterval(watchdog);
+    logger.info({ signal, drainMs }, 'stopping: draining connections');
+    gateway
+      .shutdown(drainMs)
+      .then(() => process.exit(0))
+      .catch((error: unknown) => {
+        logger.error({ err: error }, 'stop failed');
+        process.exit(1);
+      });
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
 }
 
 function checkConfig(args: string[]): void {
   const file = configArg(args);
   const config = readConfig(file);
   process.stdout.write(
-    `${file}: ok (node ${config.nodeId}, ${config.listen.tcp.length} tcp listener(s), ` +
+    `${file}: ok (node ${config.nodeId}, ${config.listen.tcp.length} tcp, ${config.listen.vsock.length} vsock and ` +
+      `${config.listen.hybridVsock.length} hybrid vsock listener(s), ` +
       `${config.backends.length} backend(s), ${config.grants.length} static grant(s))\n`,
   );
 }

@@ -12,7 +12,10 @@ import { RpcServer } from './rpc/server.js';
 import { createPortmapProgram } from './portmap/program.js';
 import { createMountProgram } from './mount/program.js';
 import { createNfsProgram } from './nfs3/program.js';
-import { TcpListener } from './transport/tcp.js';
+import { ListenerSet } from './listeners.js';
+import { connectionsByTransport, createMetrics, type GatewayMetrics } from './metrics/registry.js';
+import { readinessOf, startMetricsServer } from './metrics/http.js';
+import type { RpcConnection } from './rpc/connection.js';
 import { peerIdentity } from './rpc/types.js';
 import { GrantStore } from './grants/store.js';
 import { GrantApplier } from './control/applier.js';
@@ -30,6 +33,21 @@ export interface Gateway {
   readonly controller: ControllerClient | undefined;
   /** The bound TCP ports, in config order. */
   ports(): number[];
+  /** The metrics endpoint's port, when `metrics:` is configured. */
+  metricsPort(): number | undefined;
+  readonly metrics: GatewayMetrics;
+  /** Every listener: transport and where (host/port, cid/port, path/guest). */
+  listeners(): Array<{ transport: string } & Record<string, unknown>>;
+  connections(): RpcConnection[];
+  /**
+   * Applies a new config (SIGHUP): log level, listeners (new opened, removed closed, unchanged
+   * kept with their connections) and static grants. node_id, state_dir, backends and controller
+   * change only on restart (reported in `restartOnly`).
+   */
+  reload(config: GatewayConfig): Promise<{ opened: string[]; closed: string[]; failed: string[]; restartOnly: string[] }>;
+  /** Stops accepting, lets connections answer what they received for up to `drainMs`, then closes all. */
+  shutdown(drainMs: number): Promise<void>;
+  /** shutdown(0). */
   stop(): Promise<void>;
 }
 
@@ -46,6 +64,21 @@ export async function startGateway(config: GatewayConfig, options: StartOptions 
   const codec = new HandleCodec(loadHandleSecret(config.stateDir));
 
   const grants = new GrantTable();
+  // Read at scrape time; `late` holds what exists only further down (listeners, controller).
+  const late: { rpc?: RpcServer; controller?: ControllerClient | undefined } = {};
+  const metrics = createMetrics({
+    version: SOFTWARE_VERSION,
+    connectionsByTransport: () => connectionsByTransport(late.rpc?.connections() ?? []),
+    grantsBySource: () => {
+      const counts = { static: 0, controller: 0 };
+      for (const grant of grants.all()) counts[grant.source]++;
+      return counts;
+    },
+    grantsFailed: () => applier.results().filter((r) => r.state === 'FAILED').length,
+    ...(config.controller ? { controller: () => (late.controller ? { state: late.controller.state, appliedRevision: applier.revision } : undefined) } : {}),
+    backends: () => backendHealth(config),
+    logger,
+  });
   const backendRoots = new Map(config.backends.map((b) => [b.id, b.path]));
   const files = new ShareFileService({
     native,
@@ -53,6 +86,7 @@ export async function startGateway(config: GatewayConfig, options: StartOptions 
     backends: { rootOf: (id) => backendRoots.get(id) },
     codec,
     logger,
+    observer: metrics.observer,
     // leave room for connections and the daemon's own files
     cacheLimit: Math.max(256, Math.min(65536, Math.floor(fileLimit / 2))),
   });
@@ -78,24 +112,20 @@ export async function startGateway(config: GatewayConfig, options: StartOptions 
     }
   }
 
-  const dispatcher = new RpcDispatcher({ logger });
+  const dispatcher = new RpcDispatcher({ logger, onCall: metrics.onCall });
   dispatcher.register(createPortmapProgram());
   dispatcher.register(createMountProgram(files));
   dispatcher.register(createNfsProgram(files));
 
   // One server for every listener: it knows every connection, whatever transport it came on.
-  const rpc = new RpcServer({ dispatcher, logger });
-  const listeners: TcpListener[] = [];
-  for (const spec of config.listen.tcp) {
-    const listener = new TcpListener(rpc, logger, {
-      maxRecordSize: config.limits.maxRecordBytes,
-      maxCallsInFlight: config.limits.maxCallsInFlight,
-      idleTimeoutMs: config.limits.idleTimeoutMs,
-    });
-    await listener.listen(spec.host, spec.port);
-    listeners.push(listener);
-    logger.info({ transport: 'tcp', host: spec.host, port: listener.port }, 'listening');
-  }
+  const rpc = new RpcServer({ dispatcher, logger, onAccept: (peer) => metrics.connectionAccepted(peer.transport) });
+  late.rpc = rpc;
+  const listeners = new ListenerSet(rpc, logger);
+  await listeners.apply(config, true);
+  // A share with no grant left takes its series with it: the share label stays bounded by the grants.
+  grants.onChange(({ removed }) => {
+    for (const grant of removed) if (!grants.location(grant.share)) metrics.forgetShare(grant.share);
+  });
 
   // A guest left without any grant has no business keeping a connection open. One pass over the
   // connections per change, however many grants a snapshot removed.
@@ -121,32 +151,82 @@ export async function startGateway(config: GatewayConfig, options: StartOptions 
         ...(config.controller.keyFile ? { keyFile: config.controller.keyFile } : {}),
         applier,
         softwareVersion: SOFTWARE_VERSION,
-        capabilities: ['tcp', ...config.backends.map((b) => `backend:${b.type}`)].filter((v, i, all) => all.indexOf(v) === i),
+        capabilities: ['tcp', 'vsock', 'hybrid_vsock', 'metrics', ...config.backends.map((b) => `backend:${b.type}`)].filter((v, i, all) => all.indexOf(v) === i),
         status: () => statusOf(grants, rpc, files, config),
         logger,
         ...(options.controllerBackoffMs ? { backoffInitialMs: options.controllerBackoffMs, backoffMaxMs: options.controllerBackoffMs * 8 } : {}),
       })
     : undefined;
+  late.controller = controller;
   controller?.start();
 
+  const metricsServer = config.metrics
+    ? await startMetricsServer({
+        host: config.metrics.host,
+        port: config.metrics.port,
+        metrics,
+        ready: () =>
+          readinessOf({ listenersBound: listeners.all().length > 0 && !shuttingDown, grantsLoaded: true, backends: backendHealth(config) }),
+        logger,
+      })
+    : undefined;
+  if (metricsServer) logger.info({ host: config.metrics!.host, port: metricsServer.port }, 'metrics listening');
+
   logger.info(
-    { grants: grants.size, tcp: listeners.map((l) => l.port), controller: config.controller?.urls, version: SOFTWARE_VERSION },
+    { grants: grants.size, tcp: tcpPorts(listeners), controller: config.controller?.urls, version: SOFTWARE_VERSION },
     'ready',
   );
 
-  return {
+  let current = config;
+  let stopping: Promise<void> | undefined;
+  let shuttingDown = false;
+  const gateway: Gateway = {
     logger,
     grants,
     files,
     applier,
     controller,
-    ports: () => listeners.map((l) => l.port),
-    async stop() {
-      await controller?.stop();
-      await Promise.all(listeners.map((l) => l.close()));
-      files.close();
+    ports: () => tcpPorts(listeners),
+    metricsPort: () => metricsServer?.port,
+    metrics,
+    listeners: () => listeners.all().map((l) => ({ transport: l.transport, ...l.where })),
+    connections: () => [...rpc.connections()],
+    async reload(next) {
+      const restartOnly = RESTART_ONLY.filter(([, changed]) => changed(current, next)).map(([field]) => field);
+      if (restartOnly.length > 0) logger.warn({ fields: restartOnly }, 'reload: these settings change only on restart');
+      logger.level = next.logLevel;
+      const result = await listeners.apply(next, false);
+      await applier.replaceStatic(next.grants);
+      current = { ...next, nodeId: current.nodeId, stateDir: current.stateDir, backends: current.backends, ...(current.controller ? { controller: current.controller } : {}) };
+      logger.info({ ...result, grants: grants.size, logLevel: next.logLevel }, 'reloaded');
+      return { ...result, restartOnly };
+    },
+    shutdown(drainMs) {
+      stopping ??= (async () => {
+        shuttingDown = true;
+        listeners.stopAccepting();
+        await controller?.stop();
+        // Calls already received are answered, up to drainMs; what is still running then is cut.
+        const open = [...rpc.connections()];
+        let timer: NodeJS.Timeout | undefined;
+        const drained = await Promise.race([
+          Promise.all(open.map((c) => c.drain())).then(() => true),
+          new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), drainMs))),
+        ]);
+        clearTimeout(timer);
+        const cut = [...rpc.connections()].length;
+        await listeners.closeAll(drained ? 'stopped' : 'drain timed out');
+        files.close();
+        await metricsServer?.close();
+        logger.info({ connections: open.length, cut }, drained ? 'drained' : 'drain timed out; remaining connections closed');
+      })();
+      return stopping;
+    },
+    stop() {
+      return gateway.shutdown(0);
     },
   };
+  return gateway;
 }
 
 /** What the node tells the controller about itself. */
@@ -165,7 +245,24 @@ function statusOf(grants: GrantTable, rpc: RpcServer, files: ShareFileService, c
     entry.connections += connectionsBy.get(guestIdentity(grant.guest)) ?? 0;
     shares.set(grant.share, entry);
   }
-  // Local backends are directories: ready. Mounted backends report their health (issue 5).
-  const backends = config.backends.map((b) => ({ id: b.id, type: b.type, state: 'READY' as const, reason: '' }));
+  const backends = backendHealth(config).map((b) => ({ id: b.id, type: b.type, state: b.up ? ('READY' as const) : ('UNAVAILABLE' as const), reason: '' }));
   return { connections, backends, shares: [...shares.values()] };
+}
+
+function tcpPorts(listeners: ListenerSet): number[] {
+  return listeners.all().filter((l) => l.transport === 'tcp').map((l) => l.where.port as number);
+}
+
+/** Settings a reload cannot change in a running daemon, and how to tell they changed. */
+const RESTART_ONLY: Array<[string, (a: GatewayConfig, b: GatewayConfig) => boolean]> = [
+  ['node_id', (a, b) => a.nodeId !== b.nodeId],
+  ['state_dir', (a, b) => a.stateDir !== b.stateDir],
+  ['backends', (a, b) => JSON.stringify(a.backends) !== JSON.stringify(b.backends)],
+  ['controller', (a, b) => JSON.stringify(a.controller) !== JSON.stringify(b.controller)],
+  ['metrics', (a, b) => JSON.stringify(a.metrics) !== JSON.stringify(b.metrics)],
+];
+
+/** Local backends are directories and always up; mounted backends report real health (issue 5). */
+function backendHealth(config: GatewayConfig): Array<{ id: string; type: string; up: boolean }> {
+  return config.backends.map((b) => ({ id: b.id, type: b.type, up: true }));
 }

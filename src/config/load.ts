@@ -11,6 +11,28 @@ import { GrantError, GrantTable } from '../grants/table.js';
 import { grantFromDocument, type GrantDocument } from '../grants/document.js';
 import { describeAjvErrors } from './describe.js';
 
+export interface VsockListen {
+  /** vsock port (RFC-free: the hypervisor's guest->host port) */
+  port: number;
+  /** local CID to bind (default VMADDR_CID_ANY) */
+  cid?: number;
+}
+
+/** A per-VM UNIX socket (Firecracker / Cloud Hypervisor hybrid vsock): who connects is `guest`. */
+export interface HybridVsockListen {
+  path: string;
+  guest: string;
+  /** Socket file owner and group (names or ids; default: the daemon's) and mode (default 0600). */
+  owner?: string | number;
+  group?: string | number;
+  mode: number;
+}
+
+export interface MetricsConfig {
+  host: string;
+  port: number;
+}
+
 export interface TcpListen {
   host: string;
   port: number;
@@ -25,6 +47,8 @@ export interface BackendConfig {
 
 export interface Limits {
   idleTimeoutMs: number;
+  /** On SIGTERM, how long connections may take to answer the calls they received. */
+  drainTimeoutMs: number;
   maxRecordBytes: number;
   maxCallsInFlight: number;
 }
@@ -42,7 +66,8 @@ export interface GatewayConfig {
   nodeId: string;
   stateDir: string;
   logLevel: string;
-  listen: { tcp: TcpListen[] };
+  listen: { tcp: TcpListen[]; vsock: VsockListen[]; hybridVsock: HybridVsockListen[] };
+  metrics?: MetricsConfig;
   limits: Limits;
   backends: BackendConfig[];
   grants: Grant[];
@@ -51,6 +76,7 @@ export interface GatewayConfig {
 
 export const DEFAULT_LIMITS: Limits = {
   idleTimeoutMs: 360_000,
+  drainTimeoutMs: 10_000,
   maxRecordBytes: 1024 * 1024 + 64 * 1024,
   maxCallsInFlight: 64,
 };
@@ -68,22 +94,6 @@ export class ConfigError extends Error {
 const ajv = new Ajv({ allErrors: true, strict: true });
 const validate = ajv.compile(configSchema);
 
-/** Features whose config shape is accepted but which this build does not run yet. */
-const NOT_YET = [
-  ['listen.vsock', 'vsock listeners are not available in this build yet'],
-  ['listen.hybrid_vsock', 'hybrid vsock listeners are not available in this build yet'],
-  ['metrics', 'the metrics endpoint is not available in this build yet'],
-] as const;
-
-function lookupPath(root: unknown, dotted: string): unknown {
-  let value: unknown = root;
-  for (const key of dotted.split('.')) {
-    if (typeof value !== 'object' || value === null) return undefined;
-    value = (value as Record<string, unknown>)[key];
-  }
-  return value;
-}
-
 /** Validates a parsed document; `source` names it in messages. Throws ConfigError. */
 export function parseConfig(raw: unknown, source: string, baseDir = process.cwd()): GatewayConfig {
   if (!validate(raw)) {
@@ -92,9 +102,6 @@ export function parseConfig(raw: unknown, source: string, baseDir = process.cwd(
   }
   const doc = raw as Record<string, any>;
   const problems: string[] = [];
-  for (const [field, why] of NOT_YET) {
-    if (lookupPath(doc, field) !== undefined) problems.push(`${field}: ${why}`);
-  }
 
   const backends: BackendConfig[] = [];
   const backendIds = new Set<string>();
@@ -143,7 +150,25 @@ export function parseConfig(raw: unknown, source: string, baseDir = process.cwd(
     if (isIP(l.host) === 0 && l.host !== 'localhost') problems.push(`listen.tcp[${i}].host: ${l.host} is not an IP address`);
     return { host: l.host, port: l.port };
   });
-  if (tcp.length === 0 && problems.length === 0) problems.push('listen: needs at least one listener (listen.tcp)');
+  const vsock: VsockListen[] = (doc.listen.vsock ?? []).map((l: VsockListen) => (l.cid === undefined ? { port: l.port } : { port: l.port, cid: l.cid }));
+  const hybridVsock: HybridVsockListen[] = (doc.listen.hybrid_vsock ?? []).map((l: Record<string, any>, i: number) => {
+    const socketPath = path.resolve(baseDir, l.path);
+    if (Buffer.byteLength(socketPath) > 107) problems.push(`listen.hybrid_vsock[${i}].path: ${socketPath} is longer than a UNIX socket path may be (107 bytes)`);
+    const listen: HybridVsockListen = { path: socketPath, guest: l.guest, mode: l.mode !== undefined ? parseInt(l.mode, 8) : 0o600 };
+    if (l.owner !== undefined) listen.owner = l.owner;
+    if (l.group !== undefined) listen.group = l.group;
+    return listen;
+  });
+  const socketPaths = new Set<string>();
+  hybridVsock.forEach((l, i) => {
+    if (socketPaths.has(l.path)) problems.push(`listen.hybrid_vsock[${i}].path: ${l.path} is given twice`);
+    socketPaths.add(l.path);
+  });
+  if (tcp.length + vsock.length + hybridVsock.length === 0 && problems.length === 0) {
+    problems.push('listen: needs at least one listener (listen.tcp, listen.vsock or listen.hybrid_vsock)');
+  }
+  const metrics = doc.metrics ? { host: doc.metrics.host ?? '127.0.0.1', port: doc.metrics.port } : undefined;
+  if (metrics && isIP(metrics.host) === 0 && metrics.host !== 'localhost') problems.push(`metrics.host: ${metrics.host} is not an IP address`);
 
   const controller = doc.controller ? parseController(doc.controller, baseDir, problems) : undefined;
 
@@ -153,11 +178,13 @@ export function parseConfig(raw: unknown, source: string, baseDir = process.cwd(
     nodeId: doc.node_id,
     stateDir: path.resolve(baseDir, doc.state_dir),
     logLevel: doc.log_level ?? 'info',
-    listen: { tcp },
+    listen: { tcp, vsock, hybridVsock },
+    ...(metrics ? { metrics } : {}),
     limits: {
       idleTimeoutMs: limits.idle_timeout_s !== undefined ? limits.idle_timeout_s * 1000 : DEFAULT_LIMITS.idleTimeoutMs,
       maxRecordBytes: limits.max_record_bytes ?? DEFAULT_LIMITS.maxRecordBytes,
       maxCallsInFlight: limits.max_calls_in_flight ?? DEFAULT_LIMITS.maxCallsInFlight,
+      drainTimeoutMs: limits.drain_timeout_s !== undefined ? limits.drain_timeout_s * 1000 : DEFAULT_LIMITS.drainTimeoutMs,
     },
     backends,
     grants,

@@ -70,7 +70,13 @@ export const configSchema = {
             type: 'object',
             additionalProperties: false,
             required: ['path', 'guest'],
-            properties: { path: { type: 'string', minLength: 1 }, guest: id },
+            properties: {
+              path: { type: 'string', minLength: 1, maxLength: 107 },
+              guest: id,
+              owner: { anyOf: [{ type: 'string', minLength: 1 }, { type: 'integer', minimum: 0 }] },
+              group: { anyOf: [{ type: 'string', minLength: 1 }, { type: 'integer', minimum: 0 }] },
+              mode: { type: 'string', pattern: '^0?[0-7]{3}$' },
+            },
           },
         },
       },
@@ -82,6 +88,7 @@ export const configSchema = {
         idle_timeout_s: { type: 'integer', minimum: 1, maximum: 86400 },
         max_record_bytes: { type: 'integer', minimum: 65536, maximum: 16777216 },
         max_calls_in_flight: { type: 'integer', minimum: 1, maximum: 4096 },
+        drain_timeout_s: { type: 'integer', minimum: 0, maximum: 600 },
       },
     },
     metrics: {

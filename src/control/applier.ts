@@ -41,10 +41,21 @@ export class GrantApplier {
   private pushed = new Map<string, GrantSpec>();
   private readonly status = new Map<string, GrantResult>();
   private queue: Promise<unknown> = Promise.resolve();
-  private readonly staticIds: Set<string>;
+  private staticGrants: readonly Grant[];
+  private staticIds: Set<string>;
 
   constructor(private readonly options: ApplierOptions) {
+    this.staticGrants = options.staticGrants;
     this.staticIds = new Set(options.staticGrants.map((g) => g.id));
+  }
+
+  /** New static grants (a config reload): the table is rebuilt, pushed grants re-checked against them. */
+  replaceStatic(grants: readonly Grant[]): Promise<GrantResult[]> {
+    return this.serialized(async () => {
+      this.staticGrants = grants;
+      this.staticIds = new Set(grants.map((g) => g.id));
+      return this.enforceAll();
+    });
   }
 
   get epoch(): string {
@@ -188,7 +199,7 @@ export class GrantApplier {
   /** The whole table from scratch: static grants first (they win every conflict), then pushed ones. */
   private async enforceAll(): Promise<GrantResult[]> {
     const results = new Map<string, GrantResult>();
-    const candidates: Grant[] = [...this.options.staticGrants];
+    const candidates: Grant[] = [...this.staticGrants];
     for (const grant of this.pushed.values()) {
       const refused = this.precheck(grant);
       if (refused) results.set(grant.id, refused);

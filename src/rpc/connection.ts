@@ -64,6 +64,8 @@ export class RpcConnection extends EventEmitter implements ConnectionInfo {
   private writeBlocked = false;
   private corked = false;
   private readEnded = false;
+  /** Draining: no new calls are read; the connection closes once those received are answered. */
+  private draining = false;
   private closedReason: string | null = null;
   private lastActivity = performance.now();
   private idleTimer: NodeJS.Timeout | null = null;
@@ -118,6 +120,29 @@ export class RpcConnection extends EventEmitter implements ConnectionInfo {
     this.socket.destroy();
     this.logger.debug({ reason, callsInFlight: this.inFlight }, 'RPC connection closed');
     this.emit('close', reason);
+  }
+
+  /**
+   * Stop reading new calls, answer the ones already received, then close (a daemon shutting
+   * down). Resolves when closed; the caller bounds the wait and close()s what is left.
+   */
+  drain(): Promise<void> {
+    if (this.closedReason !== null) return Promise.resolve();
+    const closed = new Promise<void>((resolve) => this.once('close', () => resolve()));
+    if (!this.draining) {
+      this.draining = true;
+      this.readPaused = true;
+      this.socket.pause();
+      this.closeIfDrained();
+    }
+    return closed;
+  }
+
+  private closeIfDrained(): void {
+    if (!this.draining || this.closedReason !== null || this.inFlight > 0 || this.waiting.length > 0) return;
+    // end() flushes the replies already written; the close follows once they are out.
+    if (this.socket.writableEnded || this.socket.destroyed) this.close('drained');
+    else this.socket.end(() => this.close('drained'));
   }
 
   private onData(chunk: Buffer): void {
@@ -176,6 +201,7 @@ export class RpcConnection extends EventEmitter implements ConnectionInfo {
     this.startWaiting();
     this.updateFlow();
     this.endIfDone();
+    this.closeIfDrained();
   }
 
   private write(reply: Buffer): void {
@@ -208,7 +234,7 @@ export class RpcConnection extends EventEmitter implements ConnectionInfo {
 
   /** Pause reading while the calls cap is reached or the socket's write buffer is full. */
   private updateFlow(): void {
-    if (this.closedReason !== null) return;
+    if (this.closedReason !== null || this.draining) return;
     const pause = this.writeBlocked || this.inFlight + this.waiting.length >= this.maxCallsInFlight;
     if (pause && !this.readPaused) {
       this.readPaused = true;

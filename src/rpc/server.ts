@@ -13,6 +13,8 @@ export interface RpcServerOptions {
   logger: Logger;
   /** Defaults for every connection (localPort is given per accept). */
   connection?: Omit<RpcConnectionOptions, 'localPort'>;
+  /** Called for every accepted connection (metrics). Must not throw. */
+  onAccept?: (peer: Peer) => void;
 }
 
 export class RpcServer {
@@ -20,11 +22,13 @@ export class RpcServer {
   private readonly logger: Logger;
   private readonly connectionOptions: Omit<RpcConnectionOptions, 'localPort'>;
   private readonly live = new Set<RpcConnection>();
+  private readonly onAccept: ((peer: Peer) => void) | undefined;
 
   constructor(options: RpcServerOptions) {
     this.dispatcher = options.dispatcher;
     this.logger = options.logger;
     this.connectionOptions = options.connection ?? {};
+    this.onAccept = options.onAccept;
   }
 
   /**
@@ -37,6 +41,7 @@ export class RpcServer {
       if (value !== undefined) merged[key] = value;
     }
     const connection = new RpcConnection(socket, peer, this.dispatcher, this.logger, merged);
+    this.onAccept?.(peer);
     if (!connection.closed) {
       this.live.add(connection);
       connection.once('close', () => this.live.delete(connection));

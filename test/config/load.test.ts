@@ -73,7 +73,13 @@ t.test('bad fields are named', async (t) => {
     ['one guest, one grant per share', (c) => c.grants.push({ ...c.grants[0], id: 'g2' }), /^grants\[1\]\.guest: share s is granted to this guest already by grant g/],
     ['bad share id', (c) => (c.grants[0].share = '../x'), /^grants\[0\]\.share: must be letters/],
     ['no listener', (c) => (c.listen = {}), /^listen: needs at least one listener/],
-    ['not yet: vsock', (c) => (c.listen.vsock = [{ port: 2049 }]), /^listen\.vsock: vsock listeners are not available/],
+    ['hybrid path too long', (c) => (c.listen.hybrid_vsock = [{ path: `/${'x'.repeat(120)}`, guest: 'vm1' }]), /^listen\.hybrid_vsock\[0\]\.path: must NOT have more than 107 characters/],
+    ['hybrid path twice', (c) => (c.listen.hybrid_vsock = [{ path: '/run/a', guest: 'vm1' }, { path: '/run/a', guest: 'vm2' }]), /^listen\.hybrid_vsock\[1\]\.path: \/run\/a is given twice/],
+    ['hybrid bad mode', (c) => (c.listen.hybrid_vsock = [{ path: '/run/a', guest: 'vm1', mode: '0999' }]), /^listen\.hybrid_vsock\[0\]\.mode: /],
+    ['hybrid bad guest', (c) => (c.listen.hybrid_vsock = [{ path: '/run/a', guest: '../x' }]), /^listen\.hybrid_vsock\[0\]\.guest: must be letters/],
+    ['vsock port range', (c) => (c.listen.vsock = [{ port: -1 }]), /^listen\.vsock\[0\]\.port: must be >= 0/],
+    ['metrics host', (c) => (c.metrics = { host: 'example.com', port: 9632 }), /^metrics\.host: example\.com is not an IP address/],
+    ['drain timeout', (c) => (c.limits = { drain_timeout_s: 9999 }), /^limits\.drain_timeout_s: must be <= 600/],
     ['not yet: cephfs', (c) => c.backends.push({ id: 'c', type: 'cephfs' }), /^backends\[1\]\.type: backend type cephfs is not available/],
   ];
   for (const [name, mutate, expected] of cases) {
@@ -112,4 +118,27 @@ t.test('controller: where it is and how the gateway proves who it is', async (t)
     const found = problems({ ...base(), controller });
     t.ok(found.some((p) => expected.test(p)), `${name}: ${found.join(' | ')}`);
   }
+});
+
+t.test('guest channels and metrics', async (t) => {
+  const config = parseConfig(
+    {
+      ...base(),
+      listen: {
+        vsock: [{ port: 2049 }, { port: 2050, cid: 2 }],
+        hybrid_vsock: [{ path: 'vm1.vsock_2049', guest: 'vm1', owner: 'root', group: 0, mode: '0660' }],
+      },
+      metrics: { port: 9632 },
+      limits: { drain_timeout_s: 3 },
+    },
+    'x.yaml',
+    '/run/vm',
+  );
+  t.same(config.listen.tcp, []);
+  t.same(config.listen.vsock, [{ port: 2049 }, { port: 2050, cid: 2 }]);
+  t.same(config.listen.hybridVsock, [{ path: '/run/vm/vm1.vsock_2049', guest: 'vm1', owner: 'root', group: 0, mode: 0o660 }], 'relative paths resolve beside the file');
+  t.same(config.metrics, { host: '127.0.0.1', port: 9632 }, 'metrics on loopback unless told');
+  t.equal(config.limits.drainTimeoutMs, 3000);
+  t.equal(parseConfig(base(), 'x.yaml').listen.hybridVsock[0]?.mode, undefined);
+  t.equal(parseConfig({ ...base(), listen: { hybrid_vsock: [{ path: '/a', guest: 'v' }] } }, 'x.yaml').listen.hybridVsock[0]?.mode, 0o600, 'sockets are 0600 unless told');
 });

@@ -370,3 +370,25 @@ t.test('listen() rejects when the port is taken', async (t) => {
   const second = new TcpListener(new RpcDispatcher({ logger }), logger);
   await t.rejects(second.listen('127.0.0.1', port), { code: 'EADDRINUSE' });
 });
+
+t.test('drain: calls already received are answered, no new ones are read, then the connection closes', async (t) => {
+  const h = await start(t);
+  const c = new Client(h.port);
+  t.teardown(() => c.socket.destroy());
+  await c.ready();
+  c.send(record(call({ xid: 1, prog: PROG, vers: 1, proc: 2, args: u32(11) })));
+  c.send(record(call({ xid: 2, prog: PROG, vers: 1, proc: 2, args: u32(22) })));
+  while (h.stats.running < 2) await sleep(5);
+  const [connection] = [...h.rpc.connections()];
+  const drained = connection!.drain();
+  await sleep(50);
+  c.send(record(call({ xid: 3, prog: PROG, vers: 1, proc: 1, args: u32(0, 33) })));
+  await sleep(100);
+  t.equal(h.stats.started, 2, 'a call sent after the drain began is not started');
+  t.equal(connection!.closed, false, 'still open while calls run');
+  h.release();
+  await drained;
+  const replies = await c.waitFor(2).catch(() => c.replies);
+  t.same(replies.map((r) => parseReply(r).xid).sort(), [1, 2], 'both calls in flight were answered');
+  t.equal(connection!.closeReason, 'drained');
+});
