@@ -88,14 +88,17 @@ async function serve(args: string[]): Promise<void> {
   // The ping runs on the event loop: a loop stuck for the whole WatchdogSec gets the daemon restarted.
   const watchdog = watchdogMs ? setInterval(() => notify('WATCHDOG=1'), watchdogMs) : undefined;
 
+  let stopping = false;
   let reloading = Promise.resolve();
   process.on('SIGHUP', () => {
     reloading = reloading.then(async () => {
+      if (stopping) return;
       notify(reloadingState());
       try {
         const next = loadConfig(file);
         const result = await gateway.reload(next);
         drainMs = next.limits.drainTimeoutMs;
+        if (stopping) return; // READY=1 must not follow STOPPING=1
         notify(`READY=1\nSTATUS=serving ${gateway.grants.size} grant(s); reloaded${result.failed.length ? ` (${result.failed.length} listener(s) failed)` : ''}`);
       } catch (error) {
         // A bad file changes nothing: the daemon goes on with what it had.
@@ -106,7 +109,6 @@ async function serve(args: string[]): Promise<void> {
     });
   });
 
-  let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;
     stopping = true;

@@ -51,20 +51,26 @@ export class ListenerSet {
   }
 
   /**
-   * Opens what `config` lists and is not running, closes what runs and is not listed. Closing
-   * comes first, so a hybrid socket path can move to another guest. A listener that cannot be
-   * opened is reported and skipped (on a reload) or thrown (at start, `strict`).
+   * Opens what `config` lists and is not running, then closes what runs and is not listed. New
+   * listeners open first, so a reload that cannot bind its new port keeps the old one: when any
+   * opening fails, nothing is closed (except a hybrid socket path taken over by another entry,
+   * which must close first). A listener that cannot be opened is reported and skipped; with
+   * `strict` a TCP or vsock one is fatal (start-up), while a hybrid vsock socket, whose directory
+   * belongs to a VMM, never keeps the other guests from being served.
    */
   async apply(config: GatewayConfig, strict: boolean): Promise<{ opened: string[]; closed: string[]; failed: string[] }> {
     const wanted = specsOf(config);
     const wantedKeys = new Set(wanted.map((s) => s.key));
+    const wantedPaths = new Set(wanted.flatMap((s) => (s.transport === 'hybrid_vsock' ? [s.spec.path] : [])));
     const closed: string[] = [];
-    for (const [key, listener] of this.running) {
-      if (wantedKeys.has(key)) continue;
+    const closeOne = async (key: string, listener: RunningListener) => {
       await listener.close('listener removed from the config');
       this.running.delete(key);
       closed.push(key);
       this.logger.info({ transport: listener.transport, ...listener.where }, 'listener closed');
+    };
+    for (const [key, listener] of [...this.running]) {
+      if (!wantedKeys.has(key) && listener.transport === 'hybrid_vsock' && wantedPaths.has(String(listener.where.path))) await closeOne(key, listener);
     }
     const opened: string[] = [];
     const failed: string[] = [];
@@ -76,10 +82,15 @@ export class ListenerSet {
         opened.push(spec.key);
         this.logger.info({ transport: listener.transport, ...listener.where }, 'listening');
       } catch (error) {
-        if (strict) throw error;
+        if (strict && spec.transport !== 'hybrid_vsock') throw error;
         failed.push(spec.key);
         this.logger.error({ listener: spec.key, err: (error as Error).message }, 'listener cannot be opened');
       }
+    }
+    if (failed.length === 0) {
+      for (const [key, listener] of [...this.running]) if (!wantedKeys.has(key)) await closeOne(key, listener);
+    } else if ([...this.running.keys()].some((key) => !wantedKeys.has(key))) {
+      this.logger.warn({ failed }, 'listeners removed from the config stay open until every new one could be opened');
     }
     return { opened, closed, failed };
   }

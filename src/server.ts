@@ -86,7 +86,13 @@ export async function startGateway(config: GatewayConfig, options: StartOptions 
     backends: { rootOf: (id) => backendRoots.get(id) },
     codec,
     logger,
-    observer: metrics.observer,
+    // A share with no grant is reported as "unknown": old handles of revoked shares must not
+    // bring their series back (the share label stays bounded by the current grants).
+    observer: {
+      onOp: (share, procedure, status) => metrics.observer.onOp(grants.location(share) ? share : 'unknown', procedure, status),
+      onRead: (share, bytes) => metrics.observer.onRead(grants.location(share) ? share : 'unknown', bytes),
+      onWrite: (share, bytes) => metrics.observer.onWrite(grants.location(share) ? share : 'unknown', bytes),
+    },
     // leave room for connections and the daemon's own files
     cacheLimit: Math.max(256, Math.min(65536, Math.floor(fileLimit / 2))),
   });
@@ -117,11 +123,36 @@ export async function startGateway(config: GatewayConfig, options: StartOptions 
   dispatcher.register(createMountProgram(files));
   dispatcher.register(createNfsProgram(files));
 
+  let current = config;
+  let shuttingDown = false;
+  // Reloads, listener retries and the shutdown run one at a time.
+  let queue: Promise<unknown> = Promise.resolve();
+  const serialize = <T>(work: () => Promise<T>): Promise<T> => {
+    const next = queue.then(work);
+    queue = next.catch(() => undefined);
+    return next;
+  };
+
   // One server for every listener: it knows every connection, whatever transport it came on.
   const rpc = new RpcServer({ dispatcher, logger, onAccept: (peer) => metrics.connectionAccepted(peer.transport) });
   late.rpc = rpc;
   const listeners = new ListenerSet(rpc, logger);
-  await listeners.apply(config, true);
+  const first = await listeners.apply(config, true);
+  // A hybrid socket that could not be bound (its VMM's directory not there yet, or something else
+  // at the path) is tried again every 10 s until it binds; the other guests are served meanwhile.
+  let retryTimer: NodeJS.Timeout | undefined;
+  const retryFailed = (failed: string[]) => {
+    clearInterval(retryTimer);
+    if (failed.length === 0) return;
+    retryTimer = setInterval(() => {
+      if (shuttingDown) return;
+      void serialize(async () => {
+        const again = await listeners.apply(current, false);
+        if (again.failed.length === 0) clearInterval(retryTimer);
+      });
+    }, 10_000);
+    retryTimer.unref();
+  };
   // A share with no grant left takes its series with it: the share label stays bounded by the grants.
   grants.onChange(({ removed }) => {
     for (const grant of removed) if (!grants.location(grant.share)) metrics.forgetShare(grant.share);
@@ -177,9 +208,8 @@ export async function startGateway(config: GatewayConfig, options: StartOptions 
     'ready',
   );
 
-  let current = config;
   let stopping: Promise<void> | undefined;
-  let shuttingDown = false;
+  retryFailed(first.failed);
   const gateway: Gateway = {
     logger,
     grants,
@@ -191,41 +221,59 @@ export async function startGateway(config: GatewayConfig, options: StartOptions 
     metrics,
     listeners: () => listeners.all().map((l) => ({ transport: l.transport, ...l.where })),
     connections: () => [...rpc.connections()],
-    async reload(next) {
-      const restartOnly = RESTART_ONLY.filter(([, changed]) => changed(current, next)).map(([field]) => field);
-      if (restartOnly.length > 0) logger.warn({ fields: restartOnly }, 'reload: these settings change only on restart');
-      logger.level = next.logLevel;
-      const result = await listeners.apply(next, false);
-      await applier.replaceStatic(next.grants);
-      current = { ...next, nodeId: current.nodeId, stateDir: current.stateDir, backends: current.backends, ...(current.controller ? { controller: current.controller } : {}) };
-      logger.info({ ...result, grants: grants.size, logLevel: next.logLevel }, 'reloaded');
-      return { ...result, restartOnly };
+    reload(next) {
+      return serialize(() => reload(next));
     },
     shutdown(drainMs) {
-      stopping ??= (async () => {
-        shuttingDown = true;
-        listeners.stopAccepting();
-        await controller?.stop();
-        // Calls already received are answered, up to drainMs; what is still running then is cut.
-        const open = [...rpc.connections()];
-        let timer: NodeJS.Timeout | undefined;
-        const drained = await Promise.race([
-          Promise.all(open.map((c) => c.drain())).then(() => true),
-          new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), drainMs))),
-        ]);
-        clearTimeout(timer);
-        const cut = [...rpc.connections()].length;
-        await listeners.closeAll(drained ? 'stopped' : 'drain timed out');
-        files.close();
-        await metricsServer?.close();
-        logger.info({ connections: open.length, cut }, drained ? 'drained' : 'drain timed out; remaining connections closed');
-      })();
+      shuttingDown = true; // a reload still queued sees it and does nothing
+      stopping ??= serialize(() => shutdown(drainMs));
       return stopping;
     },
     stop() {
       return gateway.shutdown(0);
     },
   };
+
+  async function reload(next: GatewayConfig) {
+    if (shuttingDown) return { opened: [], closed: [], failed: [], restartOnly: [] };
+    const restartOnly = RESTART_ONLY.filter(([, changed]) => changed(current, next)).map(([field]) => field);
+    if (restartOnly.length > 0) logger.warn({ fields: restartOnly }, 'reload: these settings change only on restart');
+    logger.level = next.logLevel;
+    const result = await listeners.apply(next, false);
+    await applier.replaceStatic(next.grants);
+    // What a reload cannot change stays as it runs, so the next reload warns about it again.
+    const { metrics: _ignored, controller: _ignoredToo, ...reloadable } = next;
+    current = {
+      ...reloadable,
+      nodeId: current.nodeId,
+      stateDir: current.stateDir,
+      backends: current.backends,
+      ...(current.controller ? { controller: current.controller } : {}),
+      ...(current.metrics ? { metrics: current.metrics } : {}),
+    };
+    retryFailed(result.failed);
+    logger.info({ ...result, grants: grants.size, logLevel: next.logLevel }, 'reloaded');
+    return { ...result, restartOnly };
+  }
+
+  async function shutdown(drainMs: number): Promise<void> {
+    clearInterval(retryTimer);
+    listeners.stopAccepting();
+    await controller?.stop();
+    // Calls already received are answered, up to drainMs; what is still running then is cut.
+    const open = [...rpc.connections()];
+    let timer: NodeJS.Timeout | undefined;
+    const drained = await Promise.race([
+      Promise.all(open.map((c) => c.drain())).then(() => true),
+      new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), drainMs))),
+    ]);
+    clearTimeout(timer);
+    const cut = [...rpc.connections()].length;
+    await listeners.closeAll(drained ? 'stopped' : 'drain timed out');
+    files.close();
+    await metricsServer?.close();
+    logger.info({ connections: open.length, cut }, drained ? 'drained' : 'drain timed out; remaining connections closed');
+  }
   return gateway;
 }
 

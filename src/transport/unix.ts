@@ -2,12 +2,14 @@
 // makes to host CID 2, port P, to the UNIX socket `<uds_path>_<P>` on the host. One socket per VM,
 // so the socket a connection arrives on IS the guest's identity (DESIGN.md "Identity and grants");
 // the peer's own credentials are the VMM's and say nothing about the guest.
-import { lstatSync, chmodSync, chownSync, readFileSync, unlinkSync } from 'node:fs';
+import { chmodSync, closeSync, constants, lchownSync, lstatSync, mkdtempSync, openSync, readFileSync, renameSync, rmdirSync, unlinkSync } from 'node:fs';
 import net from 'node:net';
+import path from 'node:path';
 import type { Logger } from 'pino';
 import type { RpcConnection, RpcConnectionOptions } from '../rpc/connection.js';
 import type { RpcServer } from '../rpc/server.js';
-import type { Peer } from '../rpc/types.js';
+import { errnoError, socketsBridge } from '../native/sockets.js';
+import { FdListener } from './vsock.js';
 
 export interface UnixListenerOptions extends Omit<RpcConnectionOptions, 'localPort'> {
   /** The guest every connection on this socket is (grants `guest: { vm: NAME }`). */
@@ -19,20 +21,18 @@ export interface UnixListenerOptions extends Omit<RpcConnectionOptions, 'localPo
 }
 
 export class UnixListener {
-  private readonly netServer: net.Server;
-  private readonly live = new Set<RpcConnection>();
-  private readonly connectionOptions: Omit<RpcConnectionOptions, 'localPort'>;
+  private readonly fdListener: FdListener;
   private boundPath = '';
+  private boundInode: { dev: number; ino: number } | undefined;
 
   constructor(
-    private readonly rpc: RpcServer,
-    private readonly logger: Logger,
+    rpc: RpcServer,
+    logger: Logger,
     private readonly options: UnixListenerOptions,
   ) {
-    const { guest: _guest, mode: _mode, owner: _owner, group: _group, ...connectionOptions } = options;
-    this.connectionOptions = connectionOptions;
-    this.netServer = net.createServer({ allowHalfOpen: true }, (socket) => this.onSocket(socket));
-    this.netServer.on('error', (err) => this.logger.error({ err, path: this.boundPath }, 'hybrid vsock listener error'));
+    const { guest, mode: _mode, owner: _owner, group: _group, ...connectionOptions } = options;
+    // The VMM's credentials say nothing about the guest: the socket is the identity.
+    this.fdListener = new FdListener(rpc, logger, connectionOptions, () => ({ transport: 'hybrid', vm: guest }), 'hybrid vsock');
   }
 
   get path(): string {
@@ -43,74 +43,75 @@ export class UnixListener {
     return this.options.guest;
   }
 
-  get connectionCount(): number {
-    return this.live.size;
-  }
-
   connections(): IterableIterator<RpcConnection> {
-    return this.live.values();
+    return this.fdListener.connections();
   }
 
   /**
-   * Listen on `socketPath`. A socket file left by a previous run is replaced, but only when nothing
-   * answers on it; anything that is not a socket is never removed. The file is created with mode
-   * 0600 (umask held at 0177 around bind, so it is never more open), then given its owner and mode.
+   * Listen on `socketPath`. The directory is usually writable by the VMM (Firecracker's jailer
+   * chroot), so nothing is done to the final path by name but one atomic rename: the socket is
+   * bound, given its owner and mode, in a fresh 0700 directory beside it, reached through an
+   * open descriptor (a swapped name cannot redirect it), then renamed into place. A socket file
+   * left by a previous run is replaced only when nothing answers on it; anything that is not a
+   * socket is never replaced.
    */
   async listen(socketPath: string): Promise<void> {
-    await removeStaleSocket(socketPath);
+    await checkReplaceable(socketPath);
     const { uid, gid } = resolveOwner(this.options.owner, this.options.group);
-    await new Promise<void>((resolve, reject) => {
-      const onError = (err: Error): void => reject(err);
-      this.netServer.once('error', onError);
-      const previous = process.umask(0o177);
-      try {
-        this.netServer.listen({ path: socketPath }, () => {
-          this.netServer.off('error', onError);
-          resolve();
-        });
-      } finally {
-        process.umask(previous);
-      }
-    });
-    this.boundPath = socketPath;
+    const privateDir = mkdtempSync(path.join(path.dirname(socketPath), '.manila-gateway-'));
+    let dirFd = -1;
+    let listening = -1;
     try {
-      if (uid !== -1 || gid !== -1) chownSync(socketPath, uid, gid);
-      chmodSync(socketPath, this.options.mode ?? 0o600);
+      dirFd = openSync(privateDir, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW);
+      const staged = `/proc/self/fd/${dirFd}/socket`;
+      const result = socketsBridge().unixListen(staged, 511);
+      if (result.err !== 0) throw errnoError(result.err, result.syscall ?? 'bind', `hybrid vsock listener at ${socketPath}`);
+      listening = result.fd;
+      // Inside a root-owned 0700 directory nobody else can put a link where the socket is.
+      lchownSync(staged, uid, gid);
+      chmodSync(staged, this.options.mode ?? 0o600);
+      renameSync(staged, socketPath);
+      const stat = lstatSync(socketPath);
+      this.boundInode = { dev: stat.dev, ino: stat.ino };
     } catch (error) {
-      await this.close();
+      if (listening >= 0) closeSync(listening);
       throw error;
+    } finally {
+      if (dirFd >= 0) closeSync(dirFd);
+      try {
+        rmdirSync(privateDir);
+      } catch {
+        /* renamed away or replaced: not ours to clean up */
+      }
     }
+    this.boundPath = socketPath;
+    this.fdListener.listenFd(listening, 0);
   }
 
   stopAccepting(): void {
-    if (this.netServer.listening) this.netServer.close();
+    this.fdListener.stopAccepting();
   }
 
   closeAll(reason: string): void {
-    for (const connection of [...this.live]) connection.close(reason);
+    this.fdListener.closeAll(reason);
   }
 
-  /** Stop accepting, close this listener's connections and remove the socket file. */
-  close(reason = 'listener closed'): Promise<void> {
-    return new Promise((resolve) => {
-      this.closeAll(reason);
-      // net.Server.close() unlinks the socket file it created.
-      if (!this.netServer.listening) resolve();
-      else this.netServer.close(() => resolve());
-    });
-  }
-
-  private onSocket(socket: net.Socket): void {
-    const peer: Peer = { transport: 'hybrid', vm: this.options.guest };
-    const connection = this.rpc.accept(socket, peer, this.connectionOptions);
-    if (connection.closed) return;
-    this.live.add(connection);
-    connection.once('close', () => this.live.delete(connection));
+  /** Stop accepting, close this listener's connections and remove the socket file (if still ours). */
+  async close(reason = 'listener closed'): Promise<void> {
+    await this.fdListener.close(reason);
+    if (!this.boundInode) return;
+    try {
+      const stat = lstatSync(this.boundPath);
+      if (stat.dev === this.boundInode.dev && stat.ino === this.boundInode.ino) unlinkSync(this.boundPath);
+    } catch {
+      /* already gone */
+    }
+    this.boundInode = undefined;
   }
 }
 
-/** Removes a socket file nobody listens on; refuses to touch anything else. */
-async function removeStaleSocket(socketPath: string): Promise<void> {
+/** A path the listener may take: free, or a socket nobody answers on. Never anything else. */
+async function checkReplaceable(socketPath: string): Promise<void> {
   let isSocket: boolean;
   try {
     isSocket = lstatSync(socketPath).isSocket();
@@ -127,7 +128,6 @@ async function removeStaleSocket(socketPath: string): Promise<void> {
     probe.once('error', () => resolve(false));
   });
   if (answered) throw Object.assign(new Error(`${socketPath} is in use by another process`), { code: 'EADDRINUSE' });
-  unlinkSync(socketPath);
 }
 
 /** uid/gid for a name or number (-1: leave as is), from /etc/passwd and /etc/group. */

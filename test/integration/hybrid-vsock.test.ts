@@ -3,7 +3,7 @@
 // identity by socket: vm1's share is unreachable over TCP, and the TCP guest's over vm1's socket.
 import t from 'tap';
 import { spawn, spawnSync } from 'node:child_process';
-import { lstatSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { lstatSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import net from 'node:net';
 import path from 'node:path';
@@ -84,19 +84,32 @@ t.test('a stale socket file is replaced; a live one or a regular file is not', a
   t.ok(lstatSync(stale).isSocket());
   const d = await startDaemon({
     shares: [{ id: 'vmshare', guest: { vm: 'vm2' } }],
-    extraConfig: { listen: { tcp: [{ host: '127.0.0.1', port: 0 }], hybrid_vsock: [{ path: stale, guest: 'vm2' }] } },
+    extraConfig: { listen: { tcp: [{ host: '127.0.0.1', port: 0 }], hybrid_vsock: [{ path: stale, guest: 'vm2', owner: 'nobody', mode: '0660' }] } },
   });
   t.teardown(() => d.stop());
-  t.equal(lstatSync(stale).mode & 0o777, 0o600, 'replaced by a live socket');
+  const replaced = lstatSync(stale);
+  t.ok(replaced.isSocket(), 'replaced by a live socket');
+  t.equal(replaced.mode & 0o777, 0o660, 'with the configured mode');
+  t.equal(replaced.uid, 65534, 'and owner (nobody)');
 
-  const again = startDaemon({
+  // Another daemon on the same path, and a path holding a regular file: neither is touched, and
+  // the gateway still starts and serves its other listeners (a VMM's directory must not keep
+  // the other guests from being served); it retries the socket in the background.
+  const regularPath = path.join(base, 'regular.vsock_2049');
+  const other = await startDaemon({
     shares: [{ id: 'vmshare', guest: { vm: 'vm2' } }],
-    extraConfig: { listen: { tcp: [{ host: '127.0.0.1', port: 0 }], hybrid_vsock: [{ path: stale, guest: 'vm2' }] } },
+    extraConfig: {
+      listen: {
+        tcp: [{ host: '127.0.0.1', port: 0 }],
+        hybrid_vsock: [{ path: stale, guest: 'vm2' }, { path: regularPath, guest: 'vm3' }],
+      },
+    },
   });
-  await t.rejects(again, /is in use by another process/, 'a socket another daemon listens on is left alone');
-  const regular = startDaemon({
-    shares: [{ id: 'vmshare', guest: { vm: 'vm2' } }],
-    extraConfig: { listen: { tcp: [{ host: '127.0.0.1', port: 0 }], hybrid_vsock: [{ path: path.join(base, 'regular.vsock_2049'), guest: 'vm2' }] } },
-  });
-  await t.rejects(regular, /exists and is not a socket/, 'a regular file is never removed');
+  t.teardown(() => other.stop());
+  const problems = other.jsonLogs().filter((l) => l.msg === 'listener cannot be opened').map((l) => String(l.err));
+  t.match(problems, [/is in use by another process/, /exists and is not a socket/], 'both refused, with the reason');
+  t.equal(readFileSync(regularPath, 'utf8'), 'not a socket', 'the regular file is left as it was');
+  const ls = await run('nfs-ls', [nfsUrl(other.port, 'vmshare')], { timeoutMs: 30_000 });
+  t.not(ls.code, 0, 'the TCP listener serves (vm2 is not a TCP guest, so this is refused, not hung)');
+  t.same(readdirSync(base).filter((n) => n.startsWith('.manila-gateway-')), [], 'no staging directory left behind');
 });
