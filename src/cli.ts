@@ -51,14 +51,15 @@ function readConfig(file: string): GatewayConfig {
 }
 
 /**
- * Stop cleanly on SIGTERM/SIGINT: run `stops` in order (each stops accepting and closes its
- * connections), then exit 0; exit 1 if one fails.
+ * Stop cleanly on SIGTERM/SIGINT: `onSignal` first (once), then `stops` in order (each stops
+ * accepting and closes its connections), then exit 0; exit 1 if one fails.
  */
-function stopOnSignals(logger: Logger, stops: Array<() => Promise<void>>): void {
+function stopOnSignals(logger: Logger, stops: Array<() => Promise<void>>, onSignal: () => void = () => undefined): void {
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;
     stopping = true;
+    onSignal();
     logger.info({ signal }, 'stopping');
     stops
       .reduce((done, next) => done.then(next), Promise.resolve())
@@ -109,22 +110,12 @@ async function serve(args: string[]): Promise<void> {
     });
   });
 
-  const stop = (signal: string) => {
-    if (stopping) return;
+  // Calls already received are answered within limits.drain_timeout_s (as last loaded).
+  stopOnSignals(logger, [() => gateway.shutdown(drainMs)], () => {
     stopping = true;
     notify('STOPPING=1');
     clearInterval(watchdog);
-    logger.info({ signal, drainMs }, 'stopping: draining connections');
-    gateway
-      .shutdown(drainMs)
-      .then(() => process.exit(0))
-      .catch((error: unknown) => {
-        logger.error({ err: error }, 'stop failed');
-        process.exit(1);
-      });
-  };
-  process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGINT', () => stop('SIGINT'));
+  });
 }
 
 function checkConfig(args: string[]): void {

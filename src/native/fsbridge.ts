@@ -12,9 +12,7 @@
 //   no NUL, not empty). The native side re-checks and answers EINVAL rather than trust it.
 // - `pathFd` arguments are O_PATH file descriptors obtained from openByHandle (or open()).
 // - Nothing follows a symlink in the last component (AT_SYMLINK_NOFOLLOW / O_NOFOLLOW everywhere).
-import { createRequire } from 'node:module';
-import { fileURLToPath } from 'node:url';
-import path from 'node:path';
+import { loadAddon } from './addon.js';
 
 export interface NativeStat {
   dev: number;
@@ -241,27 +239,10 @@ export interface FsBridge {
   raiseFileLimit(): number;
 }
 
-const here = path.dirname(fileURLToPath(import.meta.url));
 let loaded: FsBridge | undefined;
 
-/** Loads the addon once; a clear error if it was not built (npm install builds it with node-gyp). */
+/** The file system half of the native addon (npm install builds it with node-gyp). */
 export function fsBridge(): FsBridge {
-  if (loaded) return loaded;
-  const require = createRequire(import.meta.url);
-  const candidates = [
-    path.join(here, '../../native-bridges/build/Release/manila_native.node'),
-    path.join(here, '../../../native-bridges/build/Release/manila_native.node'),
-  ];
-  let lastError: unknown;
-  for (const candidate of candidates) {
-    try {
-      loaded = require(candidate) as FsBridge;
-      return loaded;
-    } catch (error) {
-      lastError = error;
-    }
-  }
-  throw new Error(
-    `the native addon is not built (${String(lastError)}); run "npm install" (needs g++, make and python3 for node-gyp)`,
-  );
+  loaded ??= loadAddon(['nameToHandle', 'openByHandle', 'readdir', 'raiseFileLimit']) as unknown as FsBridge;
+  return loaded;
 }

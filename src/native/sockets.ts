@@ -7,9 +7,7 @@
 // return value), never as exceptions; only misuse (wrong argument types) throws. File descriptors
 // returned here belong to the caller: hand them to an Acceptor (listening sockets) or to
 // socketFromFd (src/transport/stream-fd.ts), or close them with fs.closeSync.
-import { createRequire } from 'node:module';
-import { fileURLToPath } from 'node:url';
-import path from 'node:path';
+import { loadAddon } from './addon.js';
 import { getSystemErrorName } from 'node:util';
 
 /** VMADDR_CID_ANY / VMADDR_PORT_ANY (linux/vm_sockets.h). */
@@ -82,33 +80,12 @@ export interface SocketsBridge {
   Acceptor: AcceptorConstructor;
 }
 
-const here = path.dirname(fileURLToPath(import.meta.url));
 let loaded: SocketsBridge | undefined;
 
-/** Loads the addon once (the same module as fsBridge()); a clear error if it was not built. */
+/** The sockets half of the native addon (the same module as fsBridge()). */
 export function socketsBridge(): SocketsBridge {
-  if (loaded) return loaded;
-  const require = createRequire(import.meta.url);
-  const candidates = [
-    path.join(here, '../../native-bridges/build/Release/manila_native.node'),
-    path.join(here, '../../../native-bridges/build/Release/manila_native.node'),
-  ];
-  let lastError: unknown;
-  for (const candidate of candidates) {
-    try {
-      const addon = require(candidate) as Partial<SocketsBridge>;
-      if (typeof addon.vsockListen !== 'function' || typeof addon.Acceptor !== 'function') {
-        throw new Error(`${candidate} predates the sockets bridge`);
-      }
-      loaded = addon as SocketsBridge;
-      return loaded;
-    } catch (error) {
-      lastError = error;
-    }
-  }
-  throw new Error(
-    `the native addon is not built or is out of date (${String(lastError)}); run "npm install" (needs g++, make and python3 for node-gyp)`,
-  );
+  loaded ??= loadAddon(['vsockListen', 'unixListen', 'socketPair', 'peerCid', 'sdNotify', 'Acceptor']) as unknown as SocketsBridge;
+  return loaded;
 }
 
 /** An Error for an errno from this bridge, shaped like Node's system errors (code, errno, syscall). */
