@@ -79,6 +79,9 @@ export async function startGateway(config: GatewayConfig, options: StartOptions 
     backends: () => backendHealth(config),
     logger,
   });
+  // A share with no grant is reported as "unknown": old handles of revoked shares must not bring
+  // their series back (the share label stays bounded by the current grants).
+  const shareLabel = (share: string): string => (grants.location(share) ? share : 'unknown');
   const backendRoots = new Map(config.backends.map((b) => [b.id, b.path]));
   const files = new ShareFileService({
     native,
@@ -86,12 +89,10 @@ export async function startGateway(config: GatewayConfig, options: StartOptions 
     backends: { rootOf: (id) => backendRoots.get(id) },
     codec,
     logger,
-    // A share with no grant is reported as "unknown": old handles of revoked shares must not
-    // bring their series back (the share label stays bounded by the current grants).
     observer: {
-      onOp: (share, procedure, status) => metrics.observer.onOp(grants.location(share) ? share : 'unknown', procedure, status),
-      onRead: (share, bytes) => metrics.observer.onRead(grants.location(share) ? share : 'unknown', bytes),
-      onWrite: (share, bytes) => metrics.observer.onWrite(grants.location(share) ? share : 'unknown', bytes),
+      onOp: (share, procedure, status) => metrics.observer.onOp(shareLabel(share), procedure, status),
+      onRead: (share, bytes) => metrics.observer.onRead(shareLabel(share), bytes),
+      onWrite: (share, bytes) => metrics.observer.onWrite(shareLabel(share), bytes),
     },
     // leave room for connections and the daemon's own files
     cacheLimit: Math.max(256, Math.min(65536, Math.floor(fileLimit / 2))),
@@ -175,14 +176,10 @@ export async function startGateway(config: GatewayConfig, options: StartOptions 
   const controller = config.controller
     ? new ControllerClient({
         nodeId: config.nodeId,
-        urls: config.controller.urls,
-        ...(config.controller.tokenFile ? { tokenFile: config.controller.tokenFile } : {}),
-        ...(config.controller.caFile ? { caFile: config.controller.caFile } : {}),
-        ...(config.controller.certFile ? { certFile: config.controller.certFile } : {}),
-        ...(config.controller.keyFile ? { keyFile: config.controller.keyFile } : {}),
+        ...config.controller, // urls and the credential files, under the client's names
         applier,
         softwareVersion: SOFTWARE_VERSION,
-        capabilities: ['tcp', 'vsock', 'hybrid_vsock', 'metrics', ...config.backends.map((b) => `backend:${b.type}`)].filter((v, i, all) => all.indexOf(v) === i),
+        capabilities: [...new Set(['tcp', 'vsock', 'hybrid_vsock', 'metrics', ...config.backends.map((b) => `backend:${b.type}`)])],
         status: () => statusOf(grants, rpc, files, config),
         logger,
         ...(options.controllerBackoffMs ? { backoffInitialMs: options.controllerBackoffMs, backoffMaxMs: options.controllerBackoffMs * 8 } : {}),
@@ -201,7 +198,6 @@ export async function startGateway(config: GatewayConfig, options: StartOptions 
         logger,
       })
     : undefined;
-  if (metricsServer) logger.info({ host: config.metrics!.host, port: metricsServer.port }, 'metrics listening');
 
   logger.info(
     { grants: grants.size, tcp: tcpPorts(listeners), controller: config.controller?.urls, version: SOFTWARE_VERSION },

@@ -2,6 +2,7 @@
 // (`grants[1].access: must be one of rw, ro`). Shared by the config file, the controller's HTTP
 // API and the controller protocol's grant checks.
 import type { ErrorObject } from 'ajv';
+import { ID_RULE } from './schema.js';
 
 /** `/grants/0/access` -> `grants[0].access`, under `prefix` when given. */
 export function fieldName(instancePath: string, extra?: string, prefix = ''): string {
@@ -24,7 +25,7 @@ export function describeAjvError(error: ErrorObject, prefix = ''): string {
     case 'enum':
       return `${field()}: must be one of ${(params.allowedValues as unknown[]).join(', ')}`;
     case 'pattern':
-      return `${field()}: must be letters, digits, '.', '_' or '-' (at most 128, not starting with a symbol)`;
+      return `${field()}: ${ID_RULE}`;
     case 'minProperties':
     case 'maxProperties':
       return `${field()}: must have exactly one of tcp, cid, vm`;

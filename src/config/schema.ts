@@ -1,7 +1,12 @@
 // The config file's shape (DESIGN.md "Interfaces others rely on"), as JSON Schema for ajv.
 // Field names are the file's own (snake_case); the loader maps them to the daemon's types.
 
-const id = { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$' } as const;
+/** Ids (node, grant, share, backend, vm): the one rule, for the config, the API and the wire. */
+export const ID_PATTERN = '^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$';
+export const ID = new RegExp(ID_PATTERN);
+export const ID_RULE = "must be letters, digits, '.', '_' or '-' (at most 128, not starting with a symbol)";
+
+const id = { type: 'string', pattern: ID_PATTERN } as const;
 const port = { type: 'integer', minimum: 0, maximum: 65535 } as const;
 const ugid = { type: 'integer', minimum: 0, maximum: 4294967294 } as const;
 

@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import protobuf from 'protobufjs';
+import { ID, ID_RULE } from '../config/schema.js';
 import { parseGrantDocument, type GrantDocument, type GrantSpec } from '../grants/document.js';
 import type { GuestSelector } from '../grants/types.js';
 
@@ -107,7 +108,6 @@ export type Decoded<T> = { ok: true; message: T } | { ok: false; reason: string 
 /** Thrown inside the checks below; caught once per frame and turned into a refusal. */
 class Malformed extends Error {}
 
-const ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 const ENUM_PREFIX = { access: 'ACCESS_', squash: 'SQUASH_', grantState: 'GRANT_STATE_', backendState: 'BACKEND_STATE_' };
 
 // ---- decoding ----------------------------------------------------------------------------
@@ -129,7 +129,7 @@ function uint64(value: unknown, field: string): number {
 function text(value: unknown, field: string, { required = false, id = false } = {}): string {
   const s = typeof value === 'string' ? value : '';
   if (required && s === '') throw new Malformed(`${field}: is required`);
-  if (id && !ID.test(s)) throw new Malformed(`${field}: must be letters, digits, '.', '_' or '-' (at most 128, not starting with a symbol)`);
+  if (id && !ID.test(s)) throw new Malformed(`${field}: ${ID_RULE}`);
   return s;
 }
 

@@ -7,7 +7,8 @@ import type { Logger } from 'pino';
 import { parseGrantDocument } from '../grants/document.js';
 import { GrantError } from '../grants/table.js';
 import type { SessionHub } from './sessions.js';
-import { NODE_ID, NODE_ID_RULE, storedDocument, type ControllerState } from './state.js';
+import { storedDocument, type ControllerState } from './state.js';
+import { ID, ID_RULE } from '../config/schema.js';
 
 export const MAX_BODY_BYTES = 1024 * 1024;
 /** A body past the limit is read and dropped up to here (so the client sees the 413), then cut. */
@@ -85,7 +86,7 @@ export function createApi({ state, hub, logger, tokenHash }: ApiOptions) {
     const { node_id: nodeId, ...document } = raw as Record<string, unknown>;
     const problems: string[] = [];
     if (nodeId === undefined) problems.push('node_id: is required');
-    else if (typeof nodeId !== 'string' || !NODE_ID.test(nodeId)) problems.push(`node_id: ${NODE_ID_RULE}`);
+    else if (typeof nodeId !== 'string' || !ID.test(nodeId)) problems.push(`node_id: ${ID_RULE}`);
     // Named from the top (`guest.tcp`, not `grant.guest.tcp`): the rules name fields under `at.`.
     const parsed = parseGrantDocument(document, '');
     problems.push(...parsed.problems.map((p) => p.replace(/^\./, '')));

@@ -14,10 +14,9 @@ import path from 'node:path';
 import { grantToDocument, parseGrantDocument, type GrantSpec } from '../grants/document.js';
 import { writeFileDurably } from '../grants/durable.js';
 import { GrantError, GrantTable } from '../grants/table.js';
+import { ID, ID_RULE } from '../config/schema.js';
 
 export const STATE_FORMAT = 1;
-export const NODE_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
-export const NODE_ID_RULE = "must be letters, digits, '.', '_' or '-' (at most 128, not starting with a symbol)";
 
 export interface StoredGrant {
   readonly grant: GrantSpec;
@@ -75,7 +74,7 @@ function validate(raw: unknown): { epoch: string; snapshot: Snapshot } {
   if (!isPlainObject(raw.nodes)) throw new Error('nodes: must be an object');
   const revisions = new Map<string, number>();
   for (const [nodeId, entry] of Object.entries(raw.nodes)) {
-    if (!NODE_ID.test(nodeId)) throw new Error(`nodes.${nodeId}: node id ${NODE_ID_RULE}`);
+    if (!ID.test(nodeId)) throw new Error(`nodes.${nodeId}: node id ${ID_RULE}`);
     if (!isPlainObject(entry) || Object.keys(entry).some((k) => k !== 'revision')) {
       throw new Error(`nodes.${nodeId}: must be { "revision": N }`);
     }
@@ -91,7 +90,7 @@ function validate(raw: unknown): { epoch: string; snapshot: Snapshot } {
     const at = `grants[${i}]`;
     if (!isPlainObject(entry)) throw new Error(`${at}: must be an object`);
     const { node_id: nodeId, ...document } = entry;
-    if (typeof nodeId !== 'string' || !NODE_ID.test(nodeId)) throw new Error(`${at}.node_id: ${NODE_ID_RULE}`);
+    if (typeof nodeId !== 'string' || !ID.test(nodeId)) throw new Error(`${at}.node_id: ${ID_RULE}`);
     const parsed = parseGrantDocument(document, at);
     if (!parsed.grant) throw new Error(parsed.problems.join('; '));
     const revision = revisions.get(nodeId);
