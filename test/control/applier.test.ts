@@ -1,4 +1,4 @@
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { pino } from 'pino';
 import { GrantApplier } from '../../src/control/applier.js';
 import { GrantStore } from '../../src/grants/store.js';
@@ -12,7 +12,7 @@ const spec = (id: string, over: Partial<GrantSpec> = {}): GrantSpec => ({
 });
 const staticGrant: Grant = { ...spec('static'), source: 'static' };
 
-function setup(t: Tap.Test, store?: GrantStore) {
+function setup(t: Test, store?: GrantStore) {
   // t.testdir() empties the directory on every call: a second setup reuses the given store's.
   const dir = store ? '' : t.testdir();
   const grants = new GrantTable();
@@ -31,8 +31,6 @@ function setup(t: Tap.Test, store?: GrantStore) {
   });
   return { dir, grants, applier, opened };
 }
-type Tap = typeof t;
-declare namespace Tap { type Test = Tap; }
 
 t.test('a snapshot is served, persisted and acked per grant', async (t) => {
   const { dir, grants, applier } = setup(t);

@@ -6,7 +6,8 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { wireTypes } from '../../src/control/protocol.js';
-import { FakeGateway, gateway, gatewayView, grantDoc, request, sleep, start, until } from './helpers/controller.js';
+import { FakeGateway, gateway, gatewayView, grantDoc, request, sleep, start } from './helpers/controller.js';
+import { until } from '../helpers/wait.js';
 
 const post = (url: string, over: Record<string, unknown> = {}) => request(url, 'POST', '/v1/grants', { body: grantDoc(over) });
 
@@ -103,7 +104,7 @@ t.test('acks and status reports in GET /v1/gateways', async (t) => {
     shares: [{ share: 's1', connections: 2, ops: 42 }],
     uptimeMs: 1234,
   });
-  await until(async () => (await gatewayView(c, 'n1')).status !== null, 3000, 'the status report');
+  await until('the status report', async () => (await gatewayView(c, 'n1')).status !== null, 3000);
   view = await gatewayView(c, 'n1');
   t.equal(view.connected, true);
   t.ok(view.connected_since);
@@ -132,7 +133,7 @@ t.test('acks and status reports in GET /v1/gateways', async (t) => {
   await sleep(100);
   t.equal((await gatewayView(c, 'n1')).grants.g2.state, 'pending', 'an ack older than the change does not count');
   gw.ack(welcome.epoch, upsert.revision, [{ grantId: 'g2' }]);
-  await until(async () => (await gatewayView(c, 'n1')).grants.g2.state === 'applied', 3000, 'g2 applied');
+  await until('g2 applied', async () => (await gatewayView(c, 'n1')).grants.g2.state === 'applied', 3000);
   t.equal((await gatewayView(c, 'n1')).last_acked_revision, 3);
 
   // Refused acks change nothing.
@@ -151,7 +152,7 @@ t.test('acks and status reports in GET /v1/gateways', async (t) => {
 
   gw.close();
   await gw.closed;
-  await until(async () => (await gatewayView(c, 'n1')).connected === false, 3000, 'disconnected');
+  await until('disconnected', async () => (await gatewayView(c, 'n1')).connected === false, 3000);
   view = await gatewayView(c, 'n1');
   t.equal(view.connected_since, null);
   t.equal(view.grants.g1.state, 'applied', 'what was acked stays known after a disconnect');
@@ -315,7 +316,7 @@ t.test('PERSIST_FAILED from the gateway -> a Snapshot after a delay, until it ac
   const gw = await gateway(t, c);
   const { welcome, snapshot } = await gw.join('n1');
   gw.ack(welcome.epoch, snapshot.revision, [{ grantId: 'g1' }, { grantId: 'g2' }]);
-  await until(async () => (await gatewayView(c, 'n1')).last_acked_revision === 2, 3000, 'the snapshot acked');
+  await until('the snapshot acked', async () => (await gatewayView(c, 'n1')).last_acked_revision === 2, 3000);
 
   t.equal((await request(c.url, 'DELETE', '/v1/grants/g2')).status, 204);
   const revoke = await gw.next('revoke');
@@ -329,7 +330,7 @@ t.test('PERSIST_FAILED from the gateway -> a Snapshot after a delay, until it ac
   t.equal(resent.revision, 3, 'at the current revision');
   t.same(resent.grants.map((g) => g.id), ['g1'], 'without the revoked grant');
   gw.ack(welcome.epoch, resent.revision, [{ grantId: 'g1' }, { grantId: 'g2', state: 'REVOKED' }]);
-  await until(async () => (await gatewayView(c, 'n1')).last_acked_revision === 3, 3000, 'the resent snapshot acked');
+  await until('the resent snapshot acked', async () => (await gatewayView(c, 'n1')).last_acked_revision === 3, 3000);
   const view = await gatewayView(c, 'n1');
   t.equal(view.last_acked_revision, view.revision, 'the gateway caught up');
   t.same(Object.keys(view.grants), ['g1']);
@@ -356,7 +357,7 @@ t.test('snapshot retries back off (1 s, 2 s, ...) and start again at 1 s after a
   const two = await timed();
   t.ok(two.ms >= 1900 && two.ms < 3200, `second retry after ~2 s (${two.ms} ms)`);
   gw.ack(welcome.epoch, two.frame.revision, [{ grantId: 'g1' }]);
-  await until(async () => (await gatewayView(c, 'n1')).last_acked_revision === 1, 3000, 'acked');
+  await until('acked', async () => (await gatewayView(c, 'n1')).last_acked_revision === 1, 3000);
 
   await post(c.url, { access: 'ro' });
   const upsert = await gw.next('upsert');
@@ -375,7 +376,7 @@ t.test('a pending snapshot retry is dropped when the session closes or the contr
   const gone = await gateway(t, c);
   const { snapshot } = await gone.join('n1');
   gone.send({ kind: 'error', code: 'PERSIST_FAILED', message: 'disk full', revision: snapshot.revision });
-  await until(() => c.logs.some((l) => l.msg === 'gateway reported an error'), 3000, 'the refusal');
+  await until('the refusal', () => c.logs.some((l) => l.msg === 'gateway reported an error'), 3000);
   gone.close();
   await gone.closed;
   await sleep(1300);
@@ -384,7 +385,7 @@ t.test('a pending snapshot retry is dropped when the session closes or the contr
   const stays = await gateway(t, c);
   const joined = await stays.join('n1');
   stays.send({ kind: 'error', code: 'PERSIST_FAILED', message: 'disk full', revision: joined.snapshot.revision });
-  await until(() => c.logs.filter((l) => l.msg === 'gateway reported an error').length === 2, 3000, 'the second refusal');
+  await until('the second refusal', () => c.logs.filter((l) => l.msg === 'gateway reported an error').length === 2, 3000);
   const started = Date.now();
   await c.stop();
   t.ok(Date.now() - started < 1000, 'stop does not wait for the retry');
@@ -413,7 +414,7 @@ t.test("a gateway ahead of the controller's state (restored from an older copy):
   t.equal((await gatewayView(c, 'n1')).revision, 8);
   t.equal((await gatewayView(c, 'n1')).grants.g1.state, 'pending', 'pending until the new snapshot is acked');
   gw.ack(epoch, 8, [{ grantId: 'g1' }]);
-  await until(async () => (await gatewayView(c, 'n1')).grants.g1.state === 'applied', 3000, 'g1 applied');
+  await until('g1 applied', async () => (await gatewayView(c, 'n1')).grants.g1.state === 'applied', 3000);
 
   t.equal((await request(c.url, 'DELETE', '/v1/grants/g1')).status, 204);
   t.same(await gw.next('revoke'), { kind: 'revoke', revision: 9, grantId: 'g1' }, 'later changes continue from there');

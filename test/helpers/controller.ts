@@ -85,14 +85,3 @@ export async function startControllerProcess(options: ControllerProcessOptions):
     },
   };
 }
-
-/** Polls `check` every 20 ms until it returns a truthy value or `timeoutMs` passes. */
-export async function until<T>(what: string, check: () => T | Promise<T>, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}

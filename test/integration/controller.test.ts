@@ -9,7 +9,8 @@ import { parseConfig } from '../../src/config/load.js';
 import { startGateway, type Gateway } from '../../src/server.js';
 import { Args, NFS_PROG, RpcClient } from '../helpers/nfs-client.js';
 import { nfsUrl, run } from '../helpers/daemon.js';
-import { startControllerProcess, until, type ControllerProcess } from '../helpers/controller.js';
+import { startControllerProcess, type ControllerProcess } from '../helpers/controller.js';
+import { until } from '../helpers/wait.js';
 
 const NFS3ERR_ACCES = 13;
 const NFS3ERR_ROFS = 30;

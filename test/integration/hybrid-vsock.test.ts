@@ -1,25 +1,17 @@
 // Hybrid vsock (Firecracker, Cloud Hypervisor): a per-VM UNIX socket whose listener names the
 // guest. End to end with libnfs through a socat TCP -> UNIX bridge standing in for the VMM, and
 // identity by socket: vm1's share is unreachable over TCP, and the TCP guest's over vm1's socket.
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { spawn, spawnSync } from 'node:child_process';
 import { lstatSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import net from 'node:net';
 import path from 'node:path';
 import { nfsUrl, run, startDaemon } from '../helpers/daemon.js';
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const probe = net.createServer().listen(0, '127.0.0.1', () => {
-      const port = (probe.address() as net.AddressInfo).port;
-      probe.close(() => resolve(port));
-    });
-  });
-}
+import { freePort } from '../helpers/wait.js';
 
 /** socat TCP-LISTEN -> UNIX-CONNECT, as a VMM forwards a guest's vsock connection. */
-async function bridge(t: Tap.Test, socketPath: string): Promise<number> {
+async function bridge(t: Test, socketPath: string): Promise<number> {
   const port = await freePort();
   const socat = spawn('socat', [`TCP-LISTEN:${port},bind=127.0.0.1,reuseaddr,fork`, `UNIX-CONNECT:${socketPath}`], { stdio: 'ignore' });
   t.teardown(() => socat.kill('SIGKILL'));
@@ -37,13 +29,11 @@ async function bridge(t: Tap.Test, socketPath: string): Promise<number> {
   throw new Error('socat bridge did not come up');
 }
 /** A short directory: UNIX socket paths are limited to 107 bytes, tap's test dirs are longer. */
-function shortDir(t: Tap.Test): string {
+function shortDir(t: Test): string {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'mg-hv-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   return dir;
 }
-type Tap = typeof t;
-declare namespace Tap { type Test = Tap; }
 
 t.test('identity by socket, end to end with libnfs', async (t) => {
   const base = shortDir(t);

@@ -1,7 +1,7 @@
 // The daemon as systemd runs it: sd_notify (READY=1 once listening, WATCHDOG=1, RELOADING=1 then
 // READY=1 on SIGHUP, STOPPING=1 on SIGTERM), a reload that keeps existing connections, a bad
 // config on reload that changes nothing, and a clean exit on SIGTERM.
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -9,10 +9,10 @@ import path from 'node:path';
 import YAML from 'yaml';
 import { startDaemon } from '../helpers/daemon.js';
 import { RpcClient } from '../helpers/nfs-client.js';
-import { until } from '../helpers/controller.js';
+import { until } from '../helpers/wait.js';
 
 /** A datagram socket receiving what the daemon sends to $NOTIFY_SOCKET, one message per entry. */
-async function notifyReceiver(t: Tap.Test, dir: string): Promise<{ path: string; messages: string[] }> {
+async function notifyReceiver(t: Test, dir: string): Promise<{ path: string; messages: string[] }> {
   const socketPath = path.join(dir, 'notify.sock');
   const messages: string[] = [];
   const script = `
@@ -43,8 +43,6 @@ while True:
   await ready;
   return { path: socketPath, messages };
 }
-type Tap = typeof t;
-declare namespace Tap { type Test = Tap; }
 
 t.test('notify, watchdog, reload without dropping connections, drain on SIGTERM', async (t) => {
   // Not t.testdir(): its path is longer than a UNIX socket path may be.

@@ -3,20 +3,11 @@
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import { nfsUrl, run, startDaemon } from '../helpers/daemon.js';
+import { freePort } from '../helpers/wait.js';
 import { RpcClient } from '../helpers/nfs-client.js';
 import { parseExposition, type Sample } from '../metrics/helpers/exposition.js';
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const probe = net.createServer().listen(0, '127.0.0.1', () => {
-      const port = (probe.address() as net.AddressInfo).port;
-      probe.close(() => resolve(port));
-    });
-  });
-}
 
 t.test('exact counts after known traffic', async (t) => {
   const metricsPort = await freePort();
