@@ -22,6 +22,7 @@ import { GrantApplier } from './control/applier.js';
 import { ControllerClient } from './control/client.js';
 import type { ShareStatus } from './control/protocol.js';
 import { SOFTWARE_VERSION } from './version.js';
+import { BackendManager, type BackendStatus, type GfidRegistry } from './backends/manager.js';
 
 export interface Gateway {
   readonly logger: Logger;
@@ -31,6 +32,8 @@ export interface Gateway {
   readonly applier: GrantApplier;
   /** The controller channel, when the config names a controller. */
   readonly controller: ControllerClient | undefined;
+  /** Backend mounts, health and admission gates. */
+  readonly backends: BackendManager;
   /** The bound TCP ports, in config order. */
   ports(): number[];
   /** The metrics endpoint's port, when `metrics:` is configured. */
@@ -55,6 +58,9 @@ export interface StartOptions {
   logger?: Logger;
   /** First controller reconnect delay (tests shorten it); the cap is 8x. */
   controllerBackoffMs?: number;
+  /** Tests only: environment of the mount commands, and the fstypes a fake mount shows. */
+  backendEnv?: NodeJS.ProcessEnv;
+  backendFstypes?: ConstructorParameters<typeof BackendManager>[0]['fstypesOf'];
 }
 
 export async function startGateway(config: GatewayConfig, options: StartOptions = {}): Promise<Gateway> {
@@ -64,8 +70,25 @@ export async function startGateway(config: GatewayConfig, options: StartOptions 
   const codec = new HandleCodec(loadHandleSecret(config.stateDir));
 
   const grants = new GrantTable();
-  // Read at scrape time; `late` holds what exists only further down (listeners, controller).
-  const late: { rpc?: RpcServer; controller?: ControllerClient | undefined } = {};
+  // What exists only further down (listeners, controller, share layer, applier), for callbacks.
+  const late: { rpc?: RpcServer; controller?: ControllerClient | undefined; files?: ShareFileService; applier?: GrantApplier } = {};
+  // Mounted when the first grant needs them; every share operation passes its backend's gate.
+  const backendManager = new BackendManager({
+    backends: config.backends,
+    runtimeDir: config.runtimeDir,
+    logger,
+    ...(hasGfidRegistry(native) ? { gfid: native } : {}),
+    onTearDown: (backend) => late.files?.retireBackend(backend),
+    onReady: (backend) => void late.applier?.retryUnavailable(backend),
+    onTimeout: (backend) => metrics.backendTimeout(backend),
+    ...(options.backendEnv ? { env: options.backendEnv } : {}),
+    ...(options.backendFstypes ? { fstypesOf: options.backendFstypes } : {}),
+  });
+  // A backend's reference count is the number of grants on it.
+  grants.onChange(({ removed, added }) => {
+    for (const grant of removed) backendManager.use(grant.backend, -1);
+    for (const grant of added) backendManager.use(grant.backend, +1);
+  });
   const metrics = createMetrics({
     version: SOFTWARE_VERSION,
     connectionsByTransport: () => connectionsByTransport(late.rpc?.connections() ?? []),
@@ -76,17 +99,16 @@ export async function startGateway(config: GatewayConfig, options: StartOptions 
     },
     grantsFailed: () => applier.results().filter((r) => r.state === 'FAILED').length,
     ...(config.controller ? { controller: () => (late.controller ? { state: late.controller.state, appliedRevision: applier.revision } : undefined) } : {}),
-    backends: () => backendHealth(config),
+    backends: () => backendManager.statuses(),
     logger,
   });
   // A share with no grant is reported as "unknown": old handles of revoked shares must not bring
   // their series back (the share label stays bounded by the current grants).
   const shareLabel = (share: string): string => (grants.location(share) ? share : 'unknown');
-  const backendRoots = new Map(config.backends.map((b) => [b.id, b.path]));
   const files = new ShareFileService({
     native,
     grants,
-    backends: { rootOf: (id) => backendRoots.get(id) },
+    backends: { rootOf: (id) => backendManager.rootOf(id), gateOf: (id) => backendManager.gateOf(id) },
     codec,
     logger,
     observer: {
@@ -104,10 +126,13 @@ export async function startGateway(config: GatewayConfig, options: StartOptions 
     grants,
     staticGrants: config.grants,
     store: new GrantStore(config.stateDir),
-    hasBackend: (id) => backendRoots.has(id),
+    hasBackend: (id) => backendManager.has(id),
     openShare: (share) => files.openShare(share),
     logger,
   });
+  late.files = files;
+  late.applier = applier;
+  backendManager.start();
   const started = await applier.start({ loadStore: config.controller !== undefined });
   if (started.stored > 0) logger.info({ grants: started.stored, failed: started.failed, revision: applier.revision }, 'stored controller grants served');
   for (const share of new Set(config.grants.map((g) => g.share))) {
@@ -180,7 +205,7 @@ export async function startGateway(config: GatewayConfig, options: StartOptions 
         applier,
         softwareVersion: SOFTWARE_VERSION,
         capabilities: [...new Set(['tcp', 'vsock', 'hybrid_vsock', 'metrics', ...config.backends.map((b) => `backend:${b.type}`)])],
-        status: () => statusOf(grants, rpc, files, config),
+        status: () => statusOf(grants, rpc, files, backendManager.statuses()),
         logger,
         ...(options.controllerBackoffMs ? { backoffInitialMs: options.controllerBackoffMs, backoffMaxMs: options.controllerBackoffMs * 8 } : {}),
       })
@@ -194,7 +219,7 @@ export async function startGateway(config: GatewayConfig, options: StartOptions 
         port: config.metrics.port,
         metrics,
         ready: () =>
-          readinessOf({ listenersBound: listeners.all().length > 0 && !shuttingDown, grantsLoaded: true, backends: backendHealth(config) }),
+          readinessOf({ listenersBound: listeners.all().length > 0 && !shuttingDown, grantsLoaded: true, backends: backendManager.statuses() }),
         logger,
       })
     : undefined;
@@ -204,6 +229,11 @@ export async function startGateway(config: GatewayConfig, options: StartOptions 
     'ready',
   );
 
+  // Grants refused because their backend could not be mounted are tried again; the manager's
+  // backoff (1 s doubling to 60 s) decides when a mount is really attempted.
+  const unavailableTimer = setInterval(() => void applier.retryUnavailable(), 5_000);
+  unavailableTimer.unref();
+
   let stopping: Promise<void> | undefined;
   retryFailed(first.failed);
   const gateway: Gateway = {
@@ -212,6 +242,7 @@ export async function startGateway(config: GatewayConfig, options: StartOptions 
     files,
     applier,
     controller,
+    backends: backendManager,
     ports: () => tcpPorts(listeners),
     metricsPort: () => metricsServer?.port,
     metrics,
@@ -243,6 +274,7 @@ export async function startGateway(config: GatewayConfig, options: StartOptions 
       ...reloadable,
       nodeId: current.nodeId,
       stateDir: current.stateDir,
+      runtimeDir: current.runtimeDir,
       backends: current.backends,
       ...(current.controller ? { controller: current.controller } : {}),
       ...(current.metrics ? { metrics: current.metrics } : {}),
@@ -266,7 +298,9 @@ export async function startGateway(config: GatewayConfig, options: StartOptions 
     clearTimeout(timer);
     const cut = [...rpc.connections()].length;
     await listeners.closeAll(drained ? 'stopped' : 'drain timed out');
+    clearInterval(unavailableTimer);
     files.close();
+    await backendManager.stop();
     await metricsServer?.close();
     logger.info({ connections: open.length, cut }, drained ? 'drained' : 'drain timed out; remaining connections closed');
   }
@@ -274,7 +308,7 @@ export async function startGateway(config: GatewayConfig, options: StartOptions 
 }
 
 /** What the node tells the controller about itself. */
-function statusOf(grants: GrantTable, rpc: RpcServer, files: ShareFileService, config: GatewayConfig) {
+function statusOf(grants: GrantTable, rpc: RpcServer, files: ShareFileService, backendStatuses: BackendStatus[]) {
   const connectionsBy = new Map<string, number>();
   let connections = 0;
   for (const connection of rpc.connections()) {
@@ -289,7 +323,12 @@ function statusOf(grants: GrantTable, rpc: RpcServer, files: ShareFileService, c
     entry.connections += connectionsBy.get(guestIdentity(grant.guest)) ?? 0;
     shares.set(grant.share, entry);
   }
-  const backends = backendHealth(config).map((b) => ({ id: b.id, type: b.type, state: b.up ? ('READY' as const) : ('UNAVAILABLE' as const), reason: '' }));
+  const backends = backendStatuses.map((b) => ({
+    id: b.id,
+    type: b.type,
+    state: b.state === 'hung' ? ('HUNG' as const) : b.up ? ('READY' as const) : ('UNAVAILABLE' as const),
+    reason: b.reason,
+  }));
   return { connections, backends, shares: [...shares.values()] };
 }
 
@@ -301,12 +340,12 @@ function tcpPorts(listeners: ListenerSet): number[] {
 const RESTART_ONLY: Array<[string, (a: GatewayConfig, b: GatewayConfig) => boolean]> = [
   ['node_id', (a, b) => a.nodeId !== b.nodeId],
   ['state_dir', (a, b) => a.stateDir !== b.stateDir],
+  ['runtime_dir', (a, b) => a.runtimeDir !== b.runtimeDir],
   ['backends', (a, b) => JSON.stringify(a.backends) !== JSON.stringify(b.backends)],
   ['controller', (a, b) => JSON.stringify(a.controller) !== JSON.stringify(b.controller)],
   ['metrics', (a, b) => JSON.stringify(a.metrics) !== JSON.stringify(b.metrics)],
 ];
 
-/** Local backends are directories and always up; mounted backends report real health (issue 5). */
-function backendHealth(config: GatewayConfig): Array<{ id: string; type: string; up: boolean }> {
-  return config.backends.map((b) => ({ id: b.id, type: b.type, up: true }));
+function hasGfidRegistry(native: object): native is GfidRegistry {
+  return typeof (native as Partial<GfidRegistry>).registerGfidMount === 'function';
 }

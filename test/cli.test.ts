@@ -63,7 +63,7 @@ t.test('serve refuses a bad config before binding anything', async (t) => {
   writeFileSync(bad, 'node_id: n1\nstate_dir: ./s\nlisten: { tcp: [{ host: 127.0.0.1, port: 0 }] }\nbackends: [{ id: c, type: cephfs }]\n');
   const result = await run(process.execPath, [cliPath, 'serve', '--config', bad], { timeoutMs: 20_000 });
   t.equal(result.code, 1);
-  t.match(result.stderr, /backends\[0\]\.type: backend type cephfs is not available in this build yet/);
+  t.match(result.stderr, /backends\[0\]\.user: is required for a cephfs backend/);
 });
 
 t.test('the embedded default: controller and gateway in one process, a local directory served', async (t) => {

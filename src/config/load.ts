@@ -10,6 +10,7 @@ import type { Grant } from '../grants/types.js';
 import { GrantError, GrantTable } from '../grants/table.js';
 import { grantFromDocument, type GrantDocument } from '../grants/document.js';
 import { describeAjvErrors } from './describe.js';
+import { parseBackend, type BackendConfig } from '../backends/config.js';
 
 export interface VsockListen {
   /** vsock port (RFC-free: the hypervisor's guest->host port) */
@@ -38,12 +39,7 @@ export interface TcpListen {
   port: number;
 }
 
-export interface BackendConfig {
-  id: string;
-  type: 'local';
-  /** Absolute directory holding the backend's shares. */
-  path: string;
-}
+export type { BackendConfig } from '../backends/config.js';
 
 export interface Limits {
   idleTimeoutMs: number;
@@ -65,6 +61,8 @@ export interface ControllerConfig {
 export interface GatewayConfig {
   nodeId: string;
   stateDir: string;
+  /** Where mounted backends are mounted (<runtimeDir>/backends/<id>). */
+  runtimeDir: string;
   logLevel: string;
   listen: { tcp: TcpListen[]; vsock: VsockListen[]; hybridVsock: HybridVsockListen[] };
   metrics?: MetricsConfig;
@@ -73,6 +71,9 @@ export interface GatewayConfig {
   grants: Grant[];
   controller?: ControllerConfig;
 }
+
+/** systemd's RuntimeDirectory=manila-gateway: gone at reboot, as mounts are. */
+export const DEFAULT_RUNTIME_DIR = '/run/manila-gateway';
 
 export const DEFAULT_LIMITS: Limits = {
   idleTimeoutMs: 360_000,
@@ -109,18 +110,8 @@ export function parseConfig(raw: unknown, source: string, baseDir = process.cwd(
     const at = `backends[${i}]`;
     if (backendIds.has(backend.id)) problems.push(`${at}.id: duplicate backend id ${backend.id}`);
     backendIds.add(backend.id);
-    if (backend.type !== 'local') {
-      problems.push(`${at}.type: backend type ${backend.type} is not available in this build yet (only local)`);
-      return;
-    }
-    for (const key of Object.keys(backend)) {
-      if (!['id', 'type', 'path'].includes(key)) problems.push(`${at}.${key}: is not a known field for a local backend`);
-    }
-    if (typeof backend.path !== 'string') {
-      problems.push(`${at}.path: is required for a local backend`);
-      return;
-    }
-    backends.push({ id: backend.id, type: 'local', path: path.resolve(baseDir, backend.path) });
+    const parsed = parseBackend(backend, at, baseDir, problems);
+    if (parsed) backends.push(parsed);
   });
 
   const grants: Grant[] = [];
@@ -177,6 +168,7 @@ export function parseConfig(raw: unknown, source: string, baseDir = process.cwd(
   return {
     nodeId: doc.node_id,
     stateDir: path.resolve(baseDir, doc.state_dir),
+    runtimeDir: path.resolve(baseDir, doc.runtime_dir ?? DEFAULT_RUNTIME_DIR),
     logLevel: doc.log_level ?? 'info',
     listen: { tcp, vsock, hybridVsock },
     ...(metrics ? { metrics } : {}),

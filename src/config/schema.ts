@@ -46,6 +46,7 @@ export const configSchema = {
   properties: {
     node_id: id,
     state_dir: { type: 'string', minLength: 1 },
+    runtime_dir: { type: 'string', minLength: 1 },
     log_level: { enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] },
     listen: {
       type: 'object',
@@ -119,10 +120,10 @@ export const configSchema = {
       items: {
         type: 'object',
         required: ['id', 'type'],
+        // the fields of each type are checked by src/backends/config.ts, which names the field
         properties: {
           id,
           type: { enum: ['local', 'cephfs', 'glusterfs', 'gpfs', 'nfs'] },
-          path: { type: 'string', minLength: 1 },
         },
       },
     },

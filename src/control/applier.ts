@@ -258,6 +258,28 @@ export class GrantApplier {
     return result;
   }
 
+  /**
+   * Grants that failed because their backend could not be mounted or did not answer are tried
+   * again (the mount manager keeps its own backoff); `backend` limits it to one backend. Returns
+   * how many are served now.
+   */
+  retryUnavailable(backend?: string): Promise<number> {
+    return this.serialized(async () => {
+      let served = 0;
+      for (const result of [...this.status.values()]) {
+        const grant = this.pushed.get(result.grantId);
+        if (result.state !== 'FAILED' || !grant || !result.reasonCode.startsWith('BACKEND_')) continue;
+        if (backend !== undefined && grant.backend !== backend) continue;
+        const now = await this.enforceOne(grant);
+        if (now.state === 'APPLIED') {
+          served++;
+          this.options.logger.info({ grant: grant.id, backend: grant.backend }, 'grant served now that its backend is up');
+        }
+      }
+      return served;
+    });
+  }
+
   /** After a change, grants that failed on a conflict may fit now. */
   private async retryFailed(): Promise<void> {
     for (const result of [...this.status.values()]) {

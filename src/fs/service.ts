@@ -49,7 +49,8 @@ import type {
   DirEntryPlus,
 } from './types.js';
 import { errnoToNfs3 } from './errors.js';
-import { HandleCodec } from './handle.js';
+import type { BackendGate } from '../backends/gate.js';
+import { HandleCodec, SHARE_KEY_BYTES } from './handle.js';
 import { ObjectCache, ShareRegistry, ShareOpenError, type OpenObject, type ShareRoot } from './shares.js';
 import {
   NO_WCC,
@@ -81,8 +82,19 @@ export const MountStat = {
 } as const;
 
 export interface BackendRoots {
-  /** Host directory of a backend, or undefined when there is no such backend. */
-  rootOf(backend: string): string | undefined;
+  /**
+   * Host directory of a backend (mounting it first when needed), or undefined when there is no such
+   * backend. Throws an error with a `code` (BACKEND_UNAVAILABLE, BACKEND_HUNG) when it cannot serve.
+   */
+  rootOf(backend: string): string | undefined | Promise<string | undefined>;
+  /** The backend's admission gate: bounded operations in flight, JUKEBOX past its bound. */
+  gateOf?(backend: string): BackendGate | undefined;
+}
+
+/** An error of the backend layer (it has a string code): the share cannot be reached now. */
+function backendCode(error: unknown): string | undefined {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && code.startsWith('BACKEND_') ? code : undefined;
 }
 
 /** What one request may do on one object: resolved share, grant, creds, and the open object. */
@@ -263,9 +275,26 @@ export class ShareFileService implements NfsFileService, MountService {
   async openShare(shareId: string): Promise<ShareRoot> {
     const location = this.grants.location(shareId);
     if (!location) throw new ShareOpenError('SHARE_PATH_MISSING', `share ${shareId} has no grant`);
-    const root = this.backends.rootOf(location.backend);
+    const open = () => this.openShareUngated(shareId);
+    const gate = this.backends.gateOf?.(location.backend);
+    if (!gate) return open();
+    const outcome = await gate.run(open);
+    if (outcome.ok) return outcome.value;
+    throw new ShareOpenError('BACKEND_HUNG', `share ${shareId}: backend ${location.backend} did not answer (${outcome.reason})`);
+  }
+
+  /** openShare inside a gate already held (a handle's request re-opening its retired root). */
+  private async openShareUngated(shareId: string): Promise<ShareRoot> {
+    const location = this.grants.location(shareId);
+    if (!location) throw new ShareOpenError('SHARE_PATH_MISSING', `share ${shareId} has no grant`);
+    const root = await this.backends.rootOf(location.backend);
     if (root === undefined) throw new ShareOpenError('SHARE_PATH_MISSING', `share ${shareId}: no backend ${location.backend}`);
     return this.shares.open(shareId, location.backend, root, location.path);
+  }
+
+  /** A backend is being remounted or unmounted: its roots and open objects are let go (re-opened on demand). */
+  retireBackend(backend: string): void {
+    for (const share of [...this.shares.roots()]) if (share.backend === backend) this.retire(share);
   }
 
   /** The effective credentials after squash (RFC 1813 leaves it to the server; knfsd's rules). */
@@ -347,8 +376,10 @@ export class ShareFileService implements NfsFileService, MountService {
     if (!grant) return Nfs3Status.NFS3ERR_ACCES;
     if (HandleCodec.shareKey(shareId, grant.backend, grant.path).toString('hex') !== keyHex) return Nfs3Status.NFS3ERR_STALE;
     try {
-      await this.openShare(shareId);
+      await this.openShareUngated(shareId);
     } catch (error) {
+      // a backend that is being mounted, remounted or hangs: the guest tries again later
+      if (backendCode(error) !== undefined) return Nfs3Status.NFS3ERR_JUKEBOX;
       if (!(error instanceof ShareOpenError)) throw error;
       this.logger.warn({ share: shareId, err: error.message }, 'share cannot be re-opened');
       return this.grants.find(caller.identity, shareId) ? Nfs3Status.NFS3ERR_STALE : Nfs3Status.NFS3ERR_ACCES;
@@ -376,19 +407,52 @@ export class ShareFileService implements NfsFileService, MountService {
     body: (ctx: Context) => Promise<T>,
     procedure: NfsShareProcedure | null,
   ): Promise<T> {
-    const resolved = await this.resolve(caller, fh, procedure !== null);
-    if (!resolved.ok) {
-      if (procedure !== null && resolved.share !== undefined) this.observeOp(resolved.share, procedure, resolved.status);
-      return fail(resolved.status);
+    const target = this.backendOfHandle(fh);
+    const gate = target && this.backends.gateOf?.(target.backend);
+    let answered: { result: T; share: string | undefined };
+    if (gate) {
+      // Everything that may touch the backend runs inside its gate (DESIGN.md: a hung backend
+      // stalls nothing else); past the bound the guest hears JUKEBOX and retries later.
+      const outcome = await gate.run(() => this.attempt(caller, fh, fail, body, procedure !== null));
+      answered = outcome.ok ? outcome.value : { result: fail(Nfs3Status.NFS3ERR_JUKEBOX), share: target.share };
+    } else {
+      answered = await this.attempt(caller, fh, fail, body, procedure !== null);
     }
-    let result: T;
+    if (procedure !== null && answered.share !== undefined) this.observeOp(answered.share, procedure, answered.result.status);
+    return answered.result;
+  }
+
+  /** resolve + body + done: the answer and the share it is counted under (none for a handle of no share). */
+  private async attempt<T extends { status: Nfs3Status }>(
+    caller: Caller,
+    fh: Buffer,
+    fail: (status: Nfs3Status) => T,
+    body: (ctx: Context) => Promise<T>,
+    count: boolean,
+  ): Promise<{ result: T; share: string | undefined }> {
+    const resolved = await this.resolve(caller, fh, count);
+    if (!resolved.ok) return { result: fail(resolved.status), share: resolved.share };
     try {
-      result = await body(resolved.ctx);
+      return { result: await body(resolved.ctx), share: resolved.ctx.share.id };
     } finally {
       this.done(resolved.ctx);
     }
-    if (procedure !== null) this.observeOp(resolved.ctx.share.id, procedure, result.status);
-    return result;
+  }
+
+  /**
+   * Which backend (and share) a handle points at, from its share key alone: no I/O and no tag check
+   * (resolve() checks the tag). Only picks the gate; undefined when the key names no share we know.
+   */
+  private backendOfHandle(fh: Buffer): { backend: string; share: string } | undefined {
+    const cached = this.objects.peek(fh.toString('latin1'));
+    if (cached) return { backend: cached.share.backend, share: cached.share.id };
+    if (fh.length < 2 + SHARE_KEY_BYTES) return undefined;
+    const keyHex = fh.toString('hex', 2, 2 + SHARE_KEY_BYTES);
+    const open = this.shares.byHandleKey(keyHex);
+    if (open) return { backend: open.backend, share: open.id };
+    const retired = this.shares.retiredShare(keyHex);
+    const location = retired === undefined ? undefined : this.grants.location(retired);
+    return location && retired !== undefined ? { backend: location.backend, share: retired } : undefined;
   }
 
   private observeOp(share: string, procedure: NfsShareProcedure, status: Nfs3Status): void {

@@ -6,7 +6,8 @@
 // the last request that resolved through it finishes. Objects the guests name by handle are opened
 // on demand (open_by_handle_at, O_PATH) and cached by handle with a reference count, so a descriptor
 // is never closed while an operation is using it.
-import { openSync, constants as fsConstants } from 'node:fs';
+import { open as openCallback, constants as fsConstants } from 'node:fs';
+import { promisify } from 'node:util';
 import { realpath } from 'node:fs/promises';
 import path from 'node:path';
 import type { FsBridge, KernelHandle, NativeStat } from '../native/fsbridge.js';
@@ -14,6 +15,8 @@ import { HandleCodec } from './handle.js';
 import { isDirectory } from './attributes.js';
 
 const O_PATH = 0o10000000;
+/** fs.open gives the bare descriptor (fs/promises would wrap it in a FileHandle that closes it on GC). */
+const openDescriptor = promisify(openCallback);
 
 export interface ShareRoot {
   readonly id: string;
@@ -44,7 +47,14 @@ const RETIRED_KEYS = 100_000;
 
 export class ShareOpenError extends Error {
   constructor(
-    readonly code: 'SHARE_PATH_MISSING' | 'SHARE_PATH_ESCAPES' | 'SHARE_PATH_SYMLINK' | 'SHARE_NOT_DIRECTORY' | 'SHARE_NO_HANDLE' | 'SHARE_NOT_GRANTED',
+    readonly code:
+      | 'SHARE_PATH_MISSING'
+      | 'SHARE_PATH_ESCAPES'
+      | 'SHARE_PATH_SYMLINK'
+      | 'SHARE_NOT_DIRECTORY'
+      | 'SHARE_NO_HANDLE'
+      | 'SHARE_NOT_GRANTED'
+      | 'BACKEND_HUNG',
     message: string,
   ) {
     super(message);
@@ -173,7 +183,8 @@ export class ShareRegistry {
     // A real directory descriptor, not O_PATH: open_by_handle_at refuses an O_PATH mount fd.
     let fd: number;
     try {
-      fd = openSync(hostPath, fsConstants.O_RDONLY | fsConstants.O_DIRECTORY | fsConstants.O_NOFOLLOW);
+      // asynchronous: on a hung backend this must hold a pool thread, not the event loop
+      fd = await openDescriptor(hostPath, fsConstants.O_RDONLY | fsConstants.O_DIRECTORY | fsConstants.O_NOFOLLOW);
     } catch (error) {
       const errno = (error as NodeJS.ErrnoException).code;
       const code = errno === 'ENOTDIR' || errno === 'ELOOP' ? 'SHARE_NOT_DIRECTORY' : 'SHARE_PATH_MISSING';
@@ -255,6 +266,11 @@ export class ObjectCache {
 
   get size(): number {
     return this.entries.size;
+  }
+
+  /** The cached object for `key`, not marked in use (it may be evicted any time after). */
+  peek(key: string): OpenObject | undefined {
+    return this.entries.get(key);
   }
 
   /** The cached object for `key`, marked in use; undefined on a miss. */

@@ -52,7 +52,13 @@ export interface BackendHealth {
   readonly id: string;
   readonly type: string;
   readonly up: boolean;
+  /** One of BACKEND_STATES (idle, mounting, ready, unavailable, hung). */
+  readonly state?: string;
+  /** Operations running on it (stuck ones included). */
+  readonly inflight?: number;
 }
+
+export const BACKEND_STATE_NAMES = ['idle', 'mounting', 'ready', 'unavailable', 'hung'] as const;
 
 /**
  * Where the state gauges come from, read on every scrape. Each is optional: a gauge without a
@@ -86,6 +92,8 @@ export interface GatewayMetrics {
   connectionAccepted(transport: string): void;
   /** Drops every series labelled with `share` (call when its last grant is revoked). */
   forgetShare(share: string): void;
+  /** A guest operation on `backend` was answered NFS3ERR_JUKEBOX (its gate's bound passed). */
+  backendTimeout(backend: string): void;
   /** The text exposition of every metric. */
   metrics(): Promise<string>;
 }
@@ -381,11 +389,50 @@ export function createMetrics(sources: MetricsSources = {}): GatewayMetrics {
   }
 
   // ---- backends -------------------------------------------------------------------------------
+  const backendTimeouts = new Counter({
+    name: `${METRIC_PREFIX}backend_timeouts_total`,
+    help: 'Guest operations answered NFS3ERR_JUKEBOX because their backend did not answer within op_timeout_ms (or hangs), by backend id',
+    labelNames: ['backend'] as const,
+    registers,
+  });
+  const backendIds = new Set<string>();
   if (sources.backends) {
     const source = sources.backends;
+    // Known backends start at zero, so rate() sees the first timeout.
+    const initial = read('backend_timeouts_total', source);
+    if (initial.ok) for (const backend of initial.value) {
+      backendIds.add(backend.id);
+      backendTimeouts.inc({ backend: backend.id }, 0);
+    }
+    new Gauge({
+      name: `${METRIC_PREFIX}backend_state`,
+      help: '1 for the state a backend is in (idle, mounting, ready, unavailable, hung), else 0, by backend id',
+      labelNames: ['backend', 'state'] as const,
+      registers,
+      collect() {
+        clear(this);
+        const got = read('backend_state', source);
+        if (!got.ok) return;
+        for (const backend of got.value) {
+          for (const state of BACKEND_STATE_NAMES) this.set({ backend: backend.id, state }, backend.state === state ? 1 : 0);
+        }
+      },
+    });
+    new Gauge({
+      name: `${METRIC_PREFIX}backend_ops_in_flight`,
+      help: 'Operations running on a backend now, including those already answered JUKEBOX and still stuck in it, by backend id',
+      labelNames: ['backend'] as const,
+      registers,
+      collect() {
+        clear(this);
+        const got = read('backend_ops_in_flight', source);
+        if (!got.ok) return;
+        for (const backend of got.value) this.set({ backend: backend.id }, backend.inflight ?? 0);
+      },
+    });
     new Gauge({
       name: `${METRIC_PREFIX}backend_up`,
-      help: '1 when a backend is mounted and healthy, else 0, by backend id and type',
+      help: '1 when a backend is healthy (mounted and answering, or idle: not needed and not mounted), else 0, by backend id and type',
       labelNames: ['backend', 'type'] as const,
       registers,
       collect() {
@@ -415,6 +462,10 @@ export function createMetrics(sources: MetricsSources = {}): GatewayMetrics {
       accepted.inc({ transport: transportLabel(transport) });
     },
     forgetShare,
+    backendTimeout(backend: string): void {
+      // only configured backends: the label set stays bounded
+      if (backendIds.size === 0 || backendIds.has(backend)) backendTimeouts.inc({ backend });
+    },
     metrics: () => registry.metrics(),
   };
 }

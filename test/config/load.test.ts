@@ -80,7 +80,25 @@ t.test('bad fields are named', async (t) => {
     ['vsock port range', (c) => (c.listen.vsock = [{ port: -1 }]), /^listen\.vsock\[0\]\.port: must be >= 0/],
     ['metrics host', (c) => (c.metrics = { host: 'example.com', port: 9632 }), /^metrics\.host: example\.com is not an IP address/],
     ['drain timeout', (c) => (c.limits = { drain_timeout_s: 9999 }), /^limits\.drain_timeout_s: must be <= 600/],
-    ['not yet: cephfs', (c) => c.backends.push({ id: 'c', type: 'cephfs' }), /^backends\[1\]\.type: backend type cephfs is not available/],
+    ['cephfs without user', (c) => c.backends.push({ id: 'c', type: 'cephfs', monitors: ['m1'], secret_file: '/k' }), /^backends\[1\]\.user: is required for a cephfs backend/],
+    ['cephfs kernel without secret', (c) => c.backends.push({ id: 'c', type: 'cephfs', monitors: ['m1'], user: 'u' }), /^backends\[1\]\.secret_file: is required for the kernel client/],
+    ['cephfs kernel with keyring', (c) => c.backends.push({ id: 'c', type: 'cephfs', monitors: ['m1'], user: 'u', secret_file: '/s', keyring_file: '/k' }), /^backends\[1\]\.keyring_file: the kernel client takes secret_file/],
+    ['cephfs kernel without monitors', (c) => c.backends.push({ id: 'c', type: 'cephfs', user: 'u', secret_file: '/s', conf_file: '/c' }), /^backends\[1\]\.monitors: the kernel client needs them/],
+    ['cephfs bad client', (c) => c.backends.push({ id: 'c', type: 'cephfs', client: 'rados', monitors: ['m'], user: 'u', secret_file: '/s' }), /^backends\[1\]\.client: must be kernel or fuse/],
+    ['cephfs user with client.', (c) => c.backends.push({ id: 'c', type: 'cephfs', monitors: ['m'], user: 'client manila', secret_file: '/s' }), /^backends\[1\]\.user: must be a cephx id/],
+    ['inline secret', (c) => c.backends.push({ id: 'c', type: 'cephfs', monitors: ['m'], user: 'u', secret: 'AQB...' }), /^backends\[1\]\.secret: secrets are given only by file/],
+    ['monitor with a comma', (c) => c.backends.push({ id: 'c', type: 'cephfs', monitors: ['a,b'], user: 'u', secret_file: '/s' }), /^backends\[1\]\.monitors\[0\]: must be a host or host:port/],
+    ['root with ..', (c) => c.backends.push({ id: 'c', type: 'cephfs', monitors: ['m'], user: 'u', secret_file: '/s', root: '/a/../..' }), /^backends\[1\]\.root: must be an absolute path without "\.\."/],
+    ['option with a comma', (c) => c.backends.push({ id: 'c', type: 'glusterfs', servers: ['g1'], volume: 'v', options: ['a,b'] }), /^backends\[1\]\.options\[0\]: must be a mount option/],
+    ['glusterfs without volume', (c) => c.backends.push({ id: 'c', type: 'glusterfs', servers: ['g1'] }), /^backends\[1\]\.volume: is required for a glusterfs backend/],
+    ['glusterfs without servers', (c) => c.backends.push({ id: 'c', type: 'glusterfs', volume: 'v' }), /^backends\[1\]\.servers: is required/],
+    ['gpfs relative mountpoint', (c) => c.backends.push({ id: 'c', type: 'gpfs', device: 'gpfs0', mountpoint: 'gpfs' }), /^backends\[1\]\.mountpoint: must be an absolute path/],
+    ['gpfs mmmount not boolean', (c) => c.backends.push({ id: 'c', type: 'gpfs', device: 'gpfs0', mountpoint: '/gpfs', mmmount: 'yes' }), /^backends\[1\]\.mmmount: must be a boolean/],
+    ['nfs version', (c) => c.backends.push({ id: 'c', type: 'nfs', server: 'filer', export: '/ifs', version: 2 }), /^backends\[1\]\.version: must be 3, 4, 4\.0, 4\.1 or 4\.2/],
+    ['nfs vers in options', (c) => c.backends.push({ id: 'c', type: 'nfs', server: 'filer', export: '/ifs', options: ['vers=4'] }), /^backends\[1\]\.options: give the version in backends\[1\]\.version/],
+    ['nfs unknown field', (c) => c.backends.push({ id: 'c', type: 'nfs', server: 'filer', export: '/ifs', volume: 'x' }), /^backends\[1\]\.volume: is not a known field for a nfs backend/],
+    ['op timeout range', (c) => (c.backends[0].op_timeout_ms = 10), /^backends\[0\]\.op_timeout_ms: must be a whole number from 50 to 600000/],
+    ['max inflight range', (c) => (c.backends[0].max_inflight = 0), /^backends\[0\]\.max_inflight: must be a whole number from 1 to 1024/],
   ];
   for (const [name, mutate, expected] of cases) {
     const raw = base();
@@ -141,4 +159,34 @@ t.test('guest channels and metrics', async (t) => {
   t.equal(config.limits.drainTimeoutMs, 3000);
   t.equal(parseConfig(base(), 'x.yaml').listen.hybridVsock[0]?.mode, undefined);
   t.equal(parseConfig({ ...base(), listen: { hybrid_vsock: [{ path: '/a', guest: 'v' }] } }, 'x.yaml').listen.hybridVsock[0]?.mode, 0o600, 'sockets are 0600 unless told');
+});
+
+t.test('backends: every type with its fields, defaults filled in', async (t) => {
+  const config = parseConfig(
+    {
+      node_id: 'n1',
+      state_dir: '/var/lib/mg',
+      runtime_dir: '/run/mg',
+      listen: { tcp: [{ host: '127.0.0.1', port: 0 }] },
+      backends: [
+        { id: 'l', type: 'local', path: 'shares', max_inflight: 4, op_timeout_ms: 500, health_interval_s: 0.5 },
+        { id: 'ck', type: 'cephfs', monitors: ['10.0.0.1:6789', '[fd00::1]:3300'], fs_name: 'cephfs', user: 'manila', secret_file: 'manila.secret', root: '/volumes/a/' },
+        { id: 'cf', type: 'cephfs', client: 'fuse', user: 'manila', keyring_file: '/etc/ceph/k', conf_file: '/etc/ceph/ceph.conf' },
+        { id: 'g', type: 'glusterfs', servers: ['gl1.example', 'gl2.example'], volume: 'vol0', options: ['log-level=WARNING'] },
+        { id: 'p', type: 'gpfs', device: 'gpfs0', mountpoint: '/gpfs/fs0', mmmount: true },
+        { id: 'f', type: 'nfs', server: 'isilon.example', export: '/ifs/data', version: 4.1, options: ['hard', 'timeo=600'] },
+      ],
+    },
+    'test',
+    '/etc/mg',
+  );
+  t.equal(config.runtimeDir, '/run/mg');
+  const [local, kernel, fuse, gluster, gpfs, nfs] = config.backends;
+  t.match(local, { type: 'local', path: '/etc/mg/shares', maxInflight: 4, opTimeoutMs: 500, healthIntervalMs: 500, healthTimeoutMs: 5000, unmountGraceMs: 300000 });
+  t.match(kernel, { type: 'cephfs', client: 'kernel', secretFile: '/etc/mg/manila.secret', root: '/volumes/a/', fsName: 'cephfs', maxInflight: 8, opTimeoutMs: 10000 });
+  t.match(fuse, { type: 'cephfs', client: 'fuse', monitors: [], keyringFile: '/etc/ceph/k', root: '/' });
+  t.match(gluster, { type: 'glusterfs', servers: ['gl1.example', 'gl2.example'], volume: 'vol0' });
+  t.match(gpfs, { type: 'gpfs', device: 'gpfs0', mountpoint: '/gpfs/fs0', mmmount: true, binDir: '/usr/lpp/mmfs/bin' });
+  t.match(nfs, { type: 'nfs', version: '4.1', export: '/ifs/data', options: ['hard', 'timeo=600'] });
+  t.equal(parseConfig({ node_id: 'n', state_dir: '/s', listen: { tcp: [{ host: '127.0.0.1', port: 0 }] } }, 't').runtimeDir, '/run/manila-gateway');
 });

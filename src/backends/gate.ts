@@ -1,0 +1,99 @@
+// Per-backend admission: a bounded number of operations in flight on one backend, and an answer
+// within a bound whatever the backend does.
+//
+// A hung backend (a FUSE daemon that stopped answering, an MDS that went away, a hard-mounted
+// filer) blocks the threadpool thread that called into it, and nothing in user space can wake that
+// thread. So a slot is held until the operation really returns, not until we gave up on it: at most
+// `limit` threads can ever be stuck on one backend, and the rest of the pool stays free for the
+// other backends. The caller is answered at the deadline anyway (NFS3ERR_JUKEBOX: "try again
+// later", RFC 1813 section 2.6), and a late result is dropped.
+
+export type GateOutcome<T> = { ok: true; value: T } | { ok: false; reason: 'timeout' | 'overloaded' | 'suspended' };
+
+export interface GateOptions {
+  /** Operations running at once on this backend. */
+  limit: number;
+  /** From admission (queue wait included) to the answer. */
+  timeoutMs: number;
+  /** Waiting operations beyond this are refused at once. */
+  queueLimit?: number;
+  /** Told once per operation that missed its deadline (metrics). */
+  onTimeout?: () => void;
+}
+
+interface Waiter {
+  start: () => void;
+  timer: NodeJS.Timeout;
+}
+
+export class BackendGate {
+  private running = 0;
+  private readonly queue: Waiter[] = [];
+  private readonly queueLimit: number;
+  /** Set while the backend is known to hang: new operations are refused at once, so no more threads get stuck. */
+  suspended = false;
+
+  constructor(private readonly options: GateOptions) {
+    this.queueLimit = options.queueLimit ?? 1024;
+  }
+
+  /** Operations started and not yet returned (including those already answered with a timeout). */
+  get inflight(): number {
+    return this.running;
+  }
+
+  get waiting(): number {
+    return this.queue.length;
+  }
+
+  /**
+   * Runs `work` when a slot is free. Resolves with its value, or with a timeout once `timeoutMs`
+   * has passed since this call; `work` itself keeps its slot until it settles.
+   */
+  run<T>(work: () => Promise<T>): Promise<GateOutcome<T>> {
+    if (this.suspended) return Promise.resolve({ ok: false, reason: 'suspended' });
+    if (this.running >= this.options.limit && this.queue.length >= this.queueLimit) {
+      return Promise.resolve({ ok: false, reason: 'overloaded' });
+    }
+    return new Promise<GateOutcome<T>>((resolve, reject) => {
+      let answered = false;
+      const answer = (outcome: GateOutcome<T> | Error) => {
+        if (answered) return;
+        answered = true;
+        clearTimeout(waiter.timer);
+        if (outcome instanceof Error) reject(outcome);
+        else resolve(outcome);
+      };
+      const start = () => {
+        this.running++;
+        let settled: Promise<T>;
+        try {
+          settled = work();
+        } catch (error) {
+          settled = Promise.reject(error);
+        }
+        settled.then(
+          (value) => answer({ ok: true, value }),
+          (error: unknown) => answer(error instanceof Error ? error : new Error(String(error))),
+        ).finally(() => this.finish());
+      };
+      const waiter: Waiter = {
+        start,
+        timer: setTimeout(() => {
+          const queued = this.queue.indexOf(waiter);
+          if (queued >= 0) this.queue.splice(queued, 1);
+          if (answered) return;
+          this.options.onTimeout?.();
+          answer({ ok: false, reason: 'timeout' });
+        }, this.options.timeoutMs),
+      };
+      if (this.running < this.options.limit) start();
+      else this.queue.push(waiter);
+    });
+  }
+
+  private finish(): void {
+    this.running--;
+    while (this.running < this.options.limit && this.queue.length > 0) this.queue.shift()!.start();
+  }
+}
