@@ -5,7 +5,7 @@
 // first use, and the ES module loader uses it at once: so this entry is CommonJS, and sizes the
 // pool before it loads the daemon. An operator's UV_THREADPOOL_SIZE wins.
 'use strict';
-const DEFAULT_THREADPOOL_SIZE = 32;
+const DEFAULT_THREADPOOL_SIZE = 64;
 
 if (!process.env.UV_THREADPOOL_SIZE) process.env.UV_THREADPOOL_SIZE = String(DEFAULT_THREADPOOL_SIZE);
 import('../dist/cli.js').catch((error) => {

@@ -17,8 +17,8 @@ export interface GateOptions {
   timeoutMs: number;
   /** Waiting operations beyond this are refused at once. */
   queueLimit?: number;
-  /** Told once per operation that missed its deadline (metrics). */
-  onTimeout?: () => void;
+  /** Told once per operation answered without its result: deadline passed, suspended or overloaded (metrics). */
+  onRefused?: () => void;
 }
 
 interface Waiter {
@@ -51,10 +51,8 @@ export class BackendGate {
    * has passed since this call; `work` itself keeps its slot until it settles.
    */
   run<T>(work: () => Promise<T>): Promise<GateOutcome<T>> {
-    if (this.suspended) return Promise.resolve({ ok: false, reason: 'suspended' });
-    if (this.running >= this.options.limit && this.queue.length >= this.queueLimit) {
-      return Promise.resolve({ ok: false, reason: 'overloaded' });
-    }
+    if (this.suspended) return this.refuse('suspended');
+    if (this.running >= this.options.limit && this.queue.length >= this.queueLimit) return this.refuse('overloaded');
     return new Promise<GateOutcome<T>>((resolve, reject) => {
       let answered = false;
       const answer = (outcome: GateOutcome<T> | Error) => {
@@ -83,13 +81,18 @@ export class BackendGate {
           const queued = this.queue.indexOf(waiter);
           if (queued >= 0) this.queue.splice(queued, 1);
           if (answered) return;
-          this.options.onTimeout?.();
+          this.options.onRefused?.();
           answer({ ok: false, reason: 'timeout' });
         }, this.options.timeoutMs),
       };
       if (this.running < this.options.limit) start();
       else this.queue.push(waiter);
     });
+  }
+
+  private refuse<T>(reason: 'suspended' | 'overloaded'): Promise<GateOutcome<T>> {
+    this.options.onRefused?.();
+    return Promise.resolve({ ok: false, reason });
   }
 
   private finish(): void {

@@ -98,7 +98,7 @@ class Backend {
   ) {
     // A directory needs no mount: it is as ready as its probe says.
     this.state = driver.fstypes.length === 0 ? 'ready' : 'idle';
-    this.gate = new BackendGate({ limit: config.maxInflight, timeoutMs: config.opTimeoutMs, onTimeout });
+    this.gate = new BackendGate({ limit: config.maxInflight, timeoutMs: config.opTimeoutMs, onRefused: onTimeout });
   }
 
   get id(): string {

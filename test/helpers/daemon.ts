@@ -76,6 +76,8 @@ export interface StartOptions {
   shares?: ShareSpec[];
   /** more grants, verbatim; their directories (under exportsDir) are created too */
   grants?: GrantSpec[];
+  /** more backends, verbatim, after the generated local1 */
+  backends?: Record<string, unknown>[];
   /** merged over the generated config's top level (e.g. { metrics: {...} } or a different listen) */
   extraConfig?: Record<string, unknown>;
   /** how long to wait for the "ready" line (default 20 s) */
@@ -166,7 +168,7 @@ export async function startDaemon(opts: StartOptions = {}): Promise<Daemon> {
     node_id: 'test',
     state_dir: stateDir,
     listen: { tcp: [{ host: '127.0.0.1', port: 0 }] },
-    backends: [{ id: 'local1', type: 'local', path: exportsDir }],
+    backends: [{ id: 'local1', type: 'local', path: exportsDir }, ...(opts.backends ?? [])],
     grants,
     ...(opts.extraConfig ?? {}),
   };
