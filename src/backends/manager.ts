@@ -338,7 +338,7 @@ export class BackendManager {
       if (now - backend.probeSince < backend.config.healthTimeoutMs) return;
       if (backend.state !== 'hung') {
         backend.hungSince = now;
-        this.setState(backend, 'hung', `statfs of ${backend.root} has not returned for ${Math.round((now - backend.probeSince) / 1000)} s`);
+        this.setState(backend, 'hung', `statfs of ${backend.root} has not returned for ${((now - backend.probeSince) / 1000).toFixed(1)} s`);
       } else if (backend.mounted && backend.driver.unmounts && now - (backend.hungSince ?? now) >= backend.config.remountAfterMs) {
         this.recover(backend, 'hung');
       }
