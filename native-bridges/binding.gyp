@@ -9,6 +9,7 @@
         "src/handles.cc",
         "src/io.cc",
         "src/fs_ops.cc",
+        "src/gfid.cc",
         "src/readdir.cc",
         "src/sockets.cc"
       ],

@@ -18,6 +18,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitFsOps(env, exports);
   InitReaddir(env, exports);
   InitSockets(env, exports);
+  InitGfid(env, exports);
   return exports;
 }
 

@@ -31,15 +31,19 @@ int HandleAt(int dirfd, const char* name, int flags, HandleData* out) {
   buf.fh.handle_bytes = kMaxHandleBytes;
   int mount_id = 0;
   if (name_to_handle_at(dirfd, name, &buf.fh, &mount_id, flags) != 0) {
+    const int e = errno;
     out->ok = false;
-    return errno;
+    // a registered gluster mount needs no kernel handle: its mount id is enough
+    if (!AnyGfidMount() || GfidMountIdAt(dirfd, name, flags, &out->mountId) != 0) return e;
+    const int ge = GfidHandleAt(dirfd, name, flags, out);
+    return out->ok ? ge : (ge ? ge : e);
   }
   out->ok = true;
   out->type = buf.fh.handle_type;
   out->len = buf.fh.handle_bytes;
   out->mountId = mount_id;
   std::memcpy(out->bytes, buf.fh.f_handle, buf.fh.handle_bytes);
-  return 0;
+  return AnyGfidMount() ? GfidHandleAt(dirfd, name, flags, out) : 0;
 }
 
 int ObjectOfFd(int fd, ObjectData* out) {
@@ -53,6 +57,10 @@ int ObjectOfFd(int fd, ObjectData* out) {
 
 int LookupObject(int dirfd, const char* name, ObjectData* out) {
   out->present = true;
+  if (IsGfidAuxName(dirfd, name)) {
+    out->err = ENOENT;
+    return out->err;
+  }
   Fd fd(RetryEintr([&] { return openat(dirfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC); }));
   if (!fd.ok()) {
     out->err = errno;

@@ -19,6 +19,12 @@ namespace manila {
 
 constexpr unsigned kMaxHandleBytes = 128;  // MAX_HANDLE_SZ
 
+// A GlusterFS handle (gfid.cc): the object's 16-byte gfid, on a mount registered with
+// registerGfidMount. "GFID" in ASCII: kernel handle types are FILEID_* values below 0x100, plus the
+// flag bits 0x10000/0x20000 since Linux 6.13, so no kernel handle has this type.
+constexpr int kGfidHandleType = 0x47464944;
+constexpr unsigned kGfidBytes = 16;
+
 // ---------------------------------------------------------------- worker-side data and helpers
 
 /** A struct stat that may be missing (its fstat failed). */
@@ -54,6 +60,12 @@ class Fd {
   int get() const { return fd_; }
   bool ok() const { return fd_ >= 0; }
   void reset(int fd = -1);
+  /** Gives up ownership: returns the fd, which this no longer closes. */
+  int release() {
+    int fd = fd_;
+    fd_ = -1;
+    return fd;
+  }
 
  private:
   int fd_ = -1;
@@ -63,7 +75,10 @@ class Fd {
 int StatFd(int fd, struct stat* st);
 /** As StatFd, into an OptStat (absent on failure). */
 void StatFdOpt(int fd, OptStat* out);
-/** name_to_handle_at(dirfd, name, ..., flags); 0 or errno. */
+/**
+ * name_to_handle_at(dirfd, name, ..., flags); 0 or errno. On a mount registered with
+ * registerGfidMount the handle is the object's gfid instead (kGfidHandleType), mountId unchanged.
+ */
 int HandleAt(int dirfd, const char* name, int flags, HandleData* out);
 /**
  * Finds `name` in `dirfd` without following a symlink: one O_PATH open, so the handle and the
@@ -95,6 +110,19 @@ auto RetryEintr(F f) -> decltype(f()) {
   } while (r < 0 && errno == EINTR);
   return r;
 }
+
+// ---------------------------------------------------------------- GlusterFS gfid handles (gfid.cc)
+
+/** Whether any mount is registered (no lock: the common case costs one atomic load). */
+bool AnyGfidMount();
+/** If out->mountId is registered, replaces the kernel handle in `out` by the object's gfid; 0 or errno. */
+int GfidHandleAt(int dirfd, const char* name, int flags, HandleData* out);
+/** statx's mount id of dirfd/name (flags: AT_EMPTY_PATH or 0; never follows); 0 or errno. */
+int GfidMountIdAt(int dirfd, const char* name, int flags, int* mountId);
+/** True for ".gfid" in the root of a registered mount: gluster's door to every object, never a name. */
+bool IsGfidAuxName(int dirfd, const char* name);
+/** openByHandle for kGfidHandleType: opens the gfid under mountFd's registered mount; 0 or errno. */
+int OpenGfidHandle(int mountFd, const std::string& bytes, int flags, int* out);
 
 // ---------------------------------------------------------------- main-thread conversion
 
@@ -184,5 +212,6 @@ void InitIo(Napi::Env env, Napi::Object exports);
 void InitFsOps(Napi::Env env, Napi::Object exports);
 void InitReaddir(Napi::Env env, Napi::Object exports);
 void InitSockets(Napi::Env env, Napi::Object exports);
+void InitGfid(Napi::Env env, Napi::Object exports);
 
 }  // namespace manila

@@ -77,6 +77,10 @@ struct OpenByHandleOp : OpenResultOp {
       err = EINVAL;
       return;
     }
+    if (type == kGfidHandleType) {  // a gluster gfid (gfid.cc), never a kernel handle
+      err = OpenGfidHandle(mountFd, bytes, flags, &fd);
+      return;
+    }
     union {
       struct file_handle fh;
       unsigned char raw[sizeof(struct file_handle) + kMaxHandleBytes];

@@ -35,7 +35,14 @@ export interface NativeStat {
   ctimeNsec: number;
 }
 
-/** A kernel file handle (struct file_handle): its handle_type and f_handle bytes. */
+/**
+ * The handle type of a GlusterFS gfid handle ("GFID" in ASCII; no kernel handle has it): on a
+ * mount given to registerGfidMount, handles are the object's 16-byte gfid, since the kernel's
+ * handles of a gluster FUSE mount go stale (ESTALE) once its caches drop.
+ */
+export const GFID_HANDLE_TYPE = 0x47464944;
+
+/** A kernel file handle (struct file_handle): its handle_type and f_handle bytes (or a gfid handle). */
 export interface KernelHandle {
   type: number;
   bytes: Buffer;
@@ -153,8 +160,23 @@ export interface FsBridge {
    * The kernel refuses an O_PATH mountFd (EBADF); one is accepted here but costs a reopen through
    * /proc/self/fd on every call, so pass a real fd on the mount (e.g. the share root opened with
    * fs.openSync(root, O_RDONLY | O_DIRECTORY | O_NOFOLLOW)).
+   * A GFID_HANDLE_TYPE handle opens on the registered gluster mount mountFd is on (ESTALE if none).
    */
   openByHandle(mountFd: number, handle: KernelHandle, flags: number): Promise<{ err: number; fd: number }>;
+  /**
+   * GlusterFS: from now on, objects on the mount whose root directory is rootFd (a client mounted
+   * with --aux-gfid-mount) get gfid handles (GFID_HANDLE_TYPE) from nameToHandle, lookup, create,
+   * readdir plus..., and openByHandle opens those through MOUNT/.gfid (a directory by its path,
+   * checked against the gfid, so it can be listed). rootFd is dup()ed. Returns the mount id, or a
+   * negative errno (-EINVAL: not the root of a FUSE mount; -ENOENT: no aux-gfid-mount). The name
+   * ".gfid" in that root is refused (ENOENT) by lookup: it reaches every object of the volume.
+   */
+  registerGfidMount(rootFd: number): number;
+  /**
+   * Undoes one registerGfidMount of that mount (they are counted); false if none was left. Call it
+   * before unmounting: the kernel reuses mount ids.
+   */
+  unregisterGfidMount(mountId: number): boolean;
   /** open(path, O_PATH | O_NOFOLLOW | flags) as the daemon: share roots. */
   openPath(path: string, flags: number): Promise<{ err: number; fd: number }>;
   close(fd: number): void;
