@@ -108,7 +108,11 @@ export async function startGateway(config: GatewayConfig, options: StartOptions 
   const files = new ShareFileService({
     native,
     grants,
-    backends: { rootOf: (id) => backendManager.rootOf(id), gateOf: (id) => backendManager.gateOf(id) },
+    backends: {
+      rootOf: (id) => backendManager.rootOf(id),
+      gateOf: (id) => backendManager.gateOf(id),
+      rootShareAllowed: (id) => backendManager.rootShareAllowed(id),
+    },
     codec,
     logger,
     observer: {

@@ -46,8 +46,9 @@ export class BackendError extends Error {
 
 /** The native layer's registry of GlusterFS aux-gfid mounts (gfid handles). */
 export interface GfidRegistry {
+  /** The mount id, or a negative errno. */
   registerGfidMount(rootFd: number): number;
-  unregisterGfidMount(mountId: number): void;
+  unregisterGfidMount(mountId: number): unknown;
 }
 
 export interface BackendManagerOptions {
@@ -129,6 +130,14 @@ export class BackendManager {
   /** The admission gate of a backend (bounded concurrency, JUKEBOX after its bound). */
   gateOf(id: string): BackendGate | undefined {
     return this.backends.get(id)?.gate;
+  }
+
+  /**
+   * Whether a share may be the backend's root directory. Not on GlusterFS: its root holds the
+   * aux-gfid door (.gfid/<uuid>) to every object of the volume.
+   */
+  rootShareAllowed(id: string): boolean {
+    return !this.backends.get(id)?.driver.gfidHandles;
   }
 
   /** Whether a backend is known to hang: new operations are refused at once instead of joining the stuck ones. */
@@ -289,7 +298,9 @@ export class BackendManager {
       let handle: FileHandle | undefined;
       try {
         handle = await openFile(backend.root, fsConstants.O_RDONLY | fsConstants.O_DIRECTORY);
-        backend.gfidMountId = this.options.gfid.registerGfidMount(handle.fd);
+        const mountId = this.options.gfid.registerGfidMount(handle.fd);
+        if (mountId < 0) throw new Error(`${backend.root} cannot serve gfid handles (errno ${-mountId}: not a GlusterFS mount with aux-gfid-mount?)`);
+        backend.gfidMountId = mountId;
       } finally {
         await handle?.close();
       }

@@ -89,6 +89,8 @@ export interface BackendRoots {
   rootOf(backend: string): string | undefined | Promise<string | undefined>;
   /** The backend's admission gate: bounded operations in flight, JUKEBOX past its bound. */
   gateOf?(backend: string): BackendGate | undefined;
+  /** Whether a share may be the whole backend (default yes). */
+  rootShareAllowed?(backend: string): boolean;
 }
 
 /** An error of the backend layer (it has a string code): the share cannot be reached now. */
@@ -289,6 +291,9 @@ export class ShareFileService implements NfsFileService, MountService {
     if (!location) throw new ShareOpenError('SHARE_PATH_MISSING', `share ${shareId} has no grant`);
     const root = await this.backends.rootOf(location.backend);
     if (root === undefined) throw new ShareOpenError('SHARE_PATH_MISSING', `share ${shareId}: no backend ${location.backend}`);
+    if (this.backends.rootShareAllowed?.(location.backend) === false && location.path.split('/').every((part) => part === '' || part === '.')) {
+      throw new ShareOpenError('SHARE_AT_BACKEND_ROOT', `share ${shareId}: backend ${location.backend} cannot be shared whole; grant a directory inside it`);
+    }
     return this.shares.open(shareId, location.backend, root, location.path);
   }
 

@@ -54,6 +54,7 @@ export class ShareOpenError extends Error {
       | 'SHARE_NOT_DIRECTORY'
       | 'SHARE_NO_HANDLE'
       | 'SHARE_NOT_GRANTED'
+      | 'SHARE_AT_BACKEND_ROOT'
       | 'BACKEND_HUNG',
     message: string,
   ) {
