@@ -1,0 +1,106 @@
+// The share layer's use of the backend layer: every request on a share passes its backend's gate
+// (JUKEBOX past the bound, the slot held until the native call really returns), a backend that
+// cannot be mounted is reported by code, and a GlusterFS-like backend cannot be shared whole.
+import t from 'tap';
+import { mkdtempSync, rmSync, mkdirSync, writeFileSync, realpathSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { pino } from 'pino';
+import { fsBridge, type FsBridge } from '../../src/native/fsbridge.js';
+import { HandleCodec, loadHandleSecret } from '../../src/fs/handle.js';
+import { ShareFileService, MountStat } from '../../src/fs/service.js';
+import { GrantTable } from '../../src/grants/table.js';
+import type { Grant } from '../../src/grants/types.js';
+import type { Caller } from '../../src/fs/types.js';
+import { AuthFlavor } from '../../src/rpc/types.js';
+import { Nfs3Status } from '../../src/nfs3/types.js';
+import { BackendGate } from '../../src/backends/gate.js';
+import { BackendError } from '../../src/backends/manager.js';
+
+const real = fsBridge();
+const dir = realpathSync(mkdtempSync(path.join(os.tmpdir(), 'mg-gate-')));
+t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+mkdirSync(path.join(dir, 'b', 'share'), { recursive: true });
+writeFileSync(path.join(dir, 'b', 'share', 'a'), 'a\n');
+const codec = new HandleCodec(loadHandleSecret(path.join(dir, 'state')));
+const grant = (over: Partial<Grant> & Pick<Grant, 'id' | 'share'>): Grant => ({
+  backend: 'b', path: over.share, guest: { tcp: '127.0.0.1' },
+  access: 'rw', squash: 'none', anonUid: 65534, anonGid: 65534, source: 'controller', ...over,
+});
+const guest: Caller = {
+  peer: { transport: 'tcp', address: '127.0.0.1', port: 1000 },
+  identity: 'tcp:127.0.0.1',
+  flavor: AuthFlavor.AUTH_SYS,
+  authSys: { stamp: 0, machineName: 'guest', uid: 0, gid: 0, gids: [] },
+};
+
+t.test('requests pass the gate: JUKEBOX past the bound, the slot kept by the stuck call', async (t) => {
+  let hold: Promise<void> | undefined;
+  let release!: () => void;
+  const native: FsBridge = {
+    ...real,
+    async fstat(fd) {
+      if (hold) await hold;
+      return real.fstat(fd);
+    },
+  };
+  const gate = new BackendGate({ limit: 1, timeoutMs: 150 });
+  const grants = new GrantTable();
+  grants.upsert(grant({ id: 'g', share: 'share' }));
+  const service = new ShareFileService({ native, grants, codec, logger: pino({ level: 'silent' }), backends: { rootOf: () => path.join(dir, 'b'), gateOf: () => gate } });
+  t.teardown(() => service.close());
+  const root = (await service.mount(guest, '/share')).handle!;
+  const found = await service.lookup(guest, root, Buffer.from('a'));
+  t.equal(found.status, Nfs3Status.NFS3_OK);
+
+  hold = new Promise((resolve) => (release = resolve));
+  const first = service.getattr(guest, found.handle!);
+  const second = service.getattr(guest, root);
+  t.equal((await first).status, Nfs3Status.NFS3ERR_JUKEBOX, 'the stuck call is answered JUKEBOX at the bound');
+  t.equal((await second).status, Nfs3Status.NFS3ERR_JUKEBOX, 'the queued one too');
+  t.equal(gate.inflight, 1, 'the stuck call keeps its slot');
+  gate.suspended = true;
+  t.equal((await service.getattr(guest, root)).status, Nfs3Status.NFS3ERR_JUKEBOX, 'suspended: refused at once');
+  gate.suspended = false;
+  release();
+  hold = undefined;
+  await new Promise((r) => setTimeout(r, 20));
+  t.equal(gate.inflight, 0, 'slot released when the call returned');
+  t.equal((await service.getattr(guest, found.handle!)).status, Nfs3Status.NFS3_OK, 'answers again');
+});
+
+t.test('a backend that cannot be mounted: MNT3ERR_IO, the error code for the grant; a retired root answers JUKEBOX', async (t) => {
+  let failure: Error | undefined;
+  const grants = new GrantTable();
+  grants.upsert(grant({ id: 'g', share: 'share' }));
+  const service = new ShareFileService({
+    native: real,
+    grants,
+    codec,
+    logger: pino({ level: 'silent' }),
+    backends: {
+      rootOf: async () => {
+        if (failure) throw failure;
+        return path.join(dir, 'b');
+      },
+    },
+  });
+  t.teardown(() => service.close());
+  const root = (await service.mount(guest, '/share')).handle!;
+  failure = new BackendError('BACKEND_UNAVAILABLE', 'backend b cannot be mounted: mount error(13)');
+  service.retireBackend('b');
+  t.equal((await service.getattr(guest, root)).status, Nfs3Status.NFS3ERR_JUKEBOX, 'an old handle waits for the backend (JUKEBOX)');
+  t.equal((await service.mount(guest, '/share')).status, MountStat.MNT3ERR_IO);
+  await t.rejects(service.openShare('share'), { code: 'BACKEND_UNAVAILABLE' });
+  failure = undefined;
+  t.equal((await service.getattr(guest, root)).status, Nfs3Status.NFS3_OK, 'served again once it mounts');
+});
+
+t.test('a backend that may not be shared whole', async (t) => {
+  const grants = new GrantTable();
+  grants.upsert(grant({ id: 'g', share: 'all', path: '.' }));
+  const service = new ShareFileService({ native: real, grants, codec, logger: pino({ level: 'silent' }), backends: { rootOf: () => path.join(dir, 'b'), rootShareAllowed: () => false } });
+  t.teardown(() => service.close());
+  await t.rejects(service.openShare('all'), { code: 'SHARE_AT_BACKEND_ROOT' });
+  t.equal((await service.mount(guest, '/all')).status, MountStat.MNT3ERR_IO);
+});
