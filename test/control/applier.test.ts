@@ -17,6 +17,7 @@ function setup(t: Test, store?: GrantStore) {
   const dir = store ? '' : t.testdir();
   const grants = new GrantTable();
   const opened: string[] = [];
+  const backendUp = { value: false };
   const applier = new GrantApplier({
     grants,
     staticGrants: [staticGrant],
@@ -25,11 +26,12 @@ function setup(t: Test, store?: GrantStore) {
     openShare: async (share) => {
       const location = grants.location(share);
       if (location?.path.includes('missing')) throw Object.assign(new Error(`share ${share}: does not exist`), { code: 'SHARE_PATH_MISSING' });
+      if (location?.path.includes('unmountable') && !backendUp.value) throw Object.assign(new Error('backend b cannot be mounted: mount error(13)'), { code: 'BACKEND_UNAVAILABLE' });
       opened.push(share);
     },
     logger: pino({ level: 'silent' }),
   });
-  return { dir, grants, applier, opened };
+  return { dir, grants, applier, opened, backendUp };
 }
 
 t.test('a snapshot is served, persisted and acked per grant', async (t) => {
@@ -157,4 +159,20 @@ t.test('a 10,000-grant snapshot applies, and a repeat of it changes nothing', as
   t.equal(changes, 1, 'one change for the whole snapshot');
   await applier.snapshot('e', 2, many);
   t.equal(changes, 1, 'an identical snapshot changes nothing');
+});
+
+t.test('grants on a backend that cannot be mounted fail with its reason and are served once it mounts', async (t) => {
+  const { grants, applier, backendUp } = setup(t);
+  await applier.start({ loadStore: true });
+  const outcome = await applier.snapshot('e1', 1, [spec('a'), spec('u', { path: 'unmountable/u' })]);
+  t.ok(outcome.ok);
+  if (!outcome.ok) return;
+  t.match(outcome.results.find((r) => r.grantId === 'u'), { state: 'FAILED', reasonCode: 'BACKEND_UNAVAILABLE', reason: /mount error\(13\)/ });
+  t.notOk(grants.get('u'), 'not served');
+  t.equal(await applier.retryUnavailable('b'), 0, 'still down: nothing served');
+  backendUp.value = true;
+  t.equal(await applier.retryUnavailable('other'), 0, 'another backend: not tried');
+  t.equal(await applier.retryUnavailable('b'), 1, 'served once the backend mounts');
+  t.ok(grants.get('u'));
+  t.match(applier.results().find((r) => r.grantId === 'u'), { state: 'APPLIED' });
 });
