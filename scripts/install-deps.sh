@@ -11,6 +11,11 @@
 #   socat                     socket plumbing in tests (TCP -> UNIX bridge, datagram receiver)
 #   systemd                   systemd-analyze verify of the unit file
 #   openssl                   throwaway certificates for the controller's TLS tests
+#   fuse3, bindfs             a FUSE file system the backend tests freeze (SIGSTOP) to make a backend hang
+#   glusterfs-server, glusterfs-client, attr
+#                             the single-node GlusterFS volume of test/backends (glusterd, mount.glusterfs, getfattr)
+#   ceph-mon, ceph-mgr, ceph-osd, ceph-mds, ceph-fuse, ceph-common
+#                             the single-node CephFS cluster of test/backends, mounted with ceph-fuse
 #   g++, make, python3        node-gyp: the native-bridges addon built by `npm install`
 #   ca-certificates           HTTPS for npm and node-gyp's header download
 # Node.js >= 20 is not installed here (Debian 12 ships 18): it must already be on PATH.
@@ -20,7 +25,8 @@ export DEBIAN_FRONTEND=noninteractive LC_ALL=C PATH=$PATH:/usr/sbin:/sbin
 # Building and running need only the toolchain of node-gyp; --test adds what the tests drive.
 PKGS=(g++ make python3 ca-certificates)
 case ${1:-} in
-  --test) PKGS+=(libnfs-utils qemu-system-x86 qemu-system-data cpio kmod gzip xz-utils zstd util-linux procps socat systemd openssl);;
+  --test) PKGS+=(libnfs-utils qemu-system-x86 qemu-system-data cpio kmod gzip xz-utils zstd util-linux procps socat systemd openssl
+    fuse3 bindfs glusterfs-server glusterfs-client attr ceph-mon ceph-mgr ceph-osd ceph-mds ceph-fuse ceph-common);;
   "") ;;
   *) echo "usage: install-deps.sh [--test]" >&2; exit 2;;
 esac
