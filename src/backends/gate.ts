@@ -28,6 +28,10 @@ interface Waiter {
 
 export class BackendGate {
   private running = 0;
+  /** Start times of the running operations (a multiset: start time -> count). */
+  private readonly started = new Map<number, number>();
+  /** When an operation last returned (ms since the epoch; 0: never). */
+  lastReturnAt = 0;
   private readonly queue: Waiter[] = [];
   private readonly queueLimit: number;
   /** Set while the backend is known to hang: new operations are refused at once, so no more threads get stuck. */
@@ -64,6 +68,8 @@ export class BackendGate {
       };
       const start = () => {
         this.running++;
+        const at = Date.now();
+        this.started.set(at, (this.started.get(at) ?? 0) + 1);
         let settled: Promise<T>;
         try {
           settled = work();
@@ -73,7 +79,7 @@ export class BackendGate {
         settled.then(
           (value) => answer({ ok: true, value }),
           (error: unknown) => answer(error instanceof Error ? error : new Error(String(error))),
-        ).finally(() => this.finish());
+        ).finally(() => this.finish(at));
       };
       const waiter: Waiter = {
         start,
@@ -95,8 +101,19 @@ export class BackendGate {
     return Promise.resolve({ ok: false, reason });
   }
 
-  private finish(): void {
+  /** Since when the oldest running operation has been running, if any is. */
+  oldestRunningSince(): number | undefined {
+    let oldest: number | undefined;
+    for (const at of this.started.keys()) if (oldest === undefined || at < oldest) oldest = at;
+    return oldest;
+  }
+
+  private finish(at: number): void {
     this.running--;
+    const left = (this.started.get(at) ?? 1) - 1;
+    if (left > 0) this.started.set(at, left);
+    else this.started.delete(at);
+    this.lastReturnAt = Date.now();
     while (this.running < this.options.limit && this.queue.length > 0) this.queue.shift()!.start();
   }
 }

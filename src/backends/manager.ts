@@ -345,16 +345,27 @@ export class BackendManager {
       else if (backend.driver.fstypes.length === 0) this.startProbe(backend);
       return;
     }
-    if (backend.probeSince !== undefined) {
-      if (now - backend.probeSince < backend.config.healthTimeoutMs) return;
+    // Hung: the probe has not returned, or guests' operations are stuck with none returning (a
+    // Ceph MDS that stopped answering leaves statfs, which the monitors answer, working).
+    const probeStuck = backend.probeSince !== undefined && now - backend.probeSince >= backend.config.healthTimeoutMs;
+    const opsStuck = this.opsStuckFor(backend, now);
+    if (probeStuck || opsStuck !== undefined) {
       if (backend.state !== 'hung') {
         backend.hungSince = now;
-        this.setState(backend, 'hung', `statfs of ${backend.root} has not returned for ${((now - backend.probeSince) / 1000).toFixed(1)} s`);
+        this.setState(
+          backend,
+          'hung',
+          probeStuck
+            ? `statfs of ${backend.root} has not returned for ${((now - backend.probeSince!) / 1000).toFixed(1)} s`
+            : `guest operations have not returned for ${(opsStuck! / 1000).toFixed(1)} s`,
+        );
       } else if (backend.mounted && backend.driver.unmounts && now - (backend.hungSince ?? now) >= backend.config.remountAfterMs) {
         this.recover(backend, 'hung');
       }
+      if (backend.probeSince === undefined) this.startProbe(backend);
       return;
     }
+    if (backend.probeSince !== undefined) return;
     if (backend.driver.fstypes.length > 0 && backend.mounted) {
       const entry = await mountAt(backend.root).catch(() => undefined);
       if (!entry || !this.fstypeMatches(backend, entry)) {
@@ -374,7 +385,7 @@ export class BackendManager {
       () => {
         backend.probeSince = undefined;
         if (backend.recovering || backend.mounting) return;
-        if (backend.state === 'hung' || backend.state === 'unavailable') {
+        if ((backend.state === 'hung' || backend.state === 'unavailable') && this.opsStuckFor(backend, Date.now()) === undefined) {
           this.options.logger.warn({ backend: backend.id, after_ms: Date.now() - since }, 'backend answers again');
           this.setState(backend, 'ready', '');
           this.options.onReady?.(backend.id);
@@ -388,6 +399,13 @@ export class BackendManager {
         if (backend.mounted && backend.driver.unmounts && backend.refs > 0) this.recover(backend, 'failed');
       },
     );
+  }
+
+  /** How long guest operations have been stuck (the oldest running past the health bound, none returned since it started). */
+  private opsStuckFor(backend: Backend, now: number): number | undefined {
+    const oldest = backend.gate.oldestRunningSince();
+    if (oldest === undefined || now - oldest < backend.config.healthTimeoutMs || backend.gate.lastReturnAt >= oldest) return undefined;
+    return now - oldest;
   }
 
   private setState(backend: Backend, state: BackendStateName, reason: string): void {
