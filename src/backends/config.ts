@@ -95,6 +95,10 @@ const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 /** A mount option: key or key=value, no comma (that would be two options), no space or control. */
 const OPTION = /^[A-Za-z0-9_.-]+(=[^,\s\x00-\x1f]*)?$/;
 const SECRET_WORDS = ['secret', 'key', 'password', 'token'];
+/** Mount options that carry a secret inline (visible in /proc/PID/cmdline and in error messages). */
+const SECRET_OPTIONS = /^(secret|password|pass|key|token|credentials_?key)=/i;
+/** A GlusterFS volfile server: backup-volfile-servers joins them with ':', so no port, no IPv6. */
+const GLUSTER_HOST = /^[A-Za-z0-9][A-Za-z0-9.-]{0,252}$/;
 
 const COMMON_FIELDS: Record<string, [keyof BackendCommon, number, number, number]> = {
   // config field: [property, scale to ms (or 1), minimum, maximum]
@@ -181,8 +185,8 @@ export function parseBackend(raw: Record<string, unknown>, at: string, baseDir: 
       break;
     }
     case 'glusterfs': {
-      const servers = field.list('servers', HOST, 'host name or address') ?? [];
-      if (servers.length === 0 && raw.servers === undefined) problems.push(`${at}.servers: is required (the volfile servers)`);
+      const servers = field.list('servers', GLUSTER_HOST, 'host name or IPv4 address, without a port') ?? [];
+      if (raw.servers === undefined || (Array.isArray(raw.servers) && raw.servers.length === 0)) problems.push(`${at}.servers: is required (at least one volfile server)`);
       const volume = field.required('volume', 'string');
       if (volume !== undefined && !NAME.test(volume)) problems.push(`${at}.volume: must be a volume name (letters, digits, . _ -)`);
       backend = { ...common, type, servers, volume: volume ?? '', options: field.list('options', OPTION, 'mount option (key or key=value, no comma)') ?? [] };
@@ -278,6 +282,7 @@ class Fields {
     const out: string[] = [];
     value.forEach((item, i) => {
       if (typeof item !== 'string' || !pattern.test(item)) this.problems.push(`${this.at}.${key}[${i}]: must be a ${what}`);
+      else if (key === 'options' && SECRET_OPTIONS.test(item)) this.problems.push(`${this.at}.${key}[${i}]: secrets are given only by file (secret_file, keyring_file), never as a mount option`);
       else out.push(item);
     });
     return out;

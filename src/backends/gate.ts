@@ -34,8 +34,17 @@ export class BackendGate {
   lastReturnAt = 0;
   private readonly queue: Waiter[] = [];
   private readonly queueLimit: number;
-  /** Set while the backend is known to hang: new operations are refused at once, so no more threads get stuck. */
-  suspended = false;
+  private paused = false;
+
+  /** True while the backend is known to hang: new operations are refused at once, so no more threads get stuck. */
+  get suspended(): boolean {
+    return this.paused;
+  }
+
+  set suspended(value: boolean) {
+    this.paused = value;
+    if (!value) this.startQueued();
+  }
 
   constructor(private readonly options: GateOptions) {
     this.queueLimit = options.queueLimit ?? 1024;
@@ -114,6 +123,11 @@ export class BackendGate {
     if (left > 0) this.started.set(at, left);
     else this.started.delete(at);
     this.lastReturnAt = Date.now();
-    while (this.running < this.options.limit && this.queue.length > 0) this.queue.shift()!.start();
+    this.startQueued();
+  }
+
+  private startQueued(): void {
+    // While suspended, queued operations are not started: they are answered at their deadline.
+    while (!this.paused && this.running < this.options.limit && this.queue.length > 0) this.queue.shift()!.start();
   }
 }

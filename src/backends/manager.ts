@@ -82,6 +82,9 @@ class Backend {
   mounted = false;
   mounting: Promise<void> | undefined;
   recovering: Promise<void> | undefined;
+  unmounting: Promise<void> | undefined;
+  /** Bumped whenever the mount is replaced or removed: a probe of an earlier mount reports nothing. */
+  generation = 0;
   failures = 0;
   retryAt = 0;
   probeSince: number | undefined;
@@ -173,7 +176,8 @@ export class BackendManager {
     const backend = this.backends.get(id);
     if (!backend) throw new BackendError('UNKNOWN_BACKEND', `this node has no backend ${id}`);
     if (backend.state === 'hung') throw new BackendError('BACKEND_HUNG', `backend ${id} is not answering: ${backend.reason}`);
-    if (backend.recovering) await backend.recovering;
+    // a remount or an unmount under way: what it leaves behind is what counts
+    while (backend.recovering || backend.unmounting) await (backend.recovering ?? backend.unmounting);
     if (backend.state === 'ready' && (backend.mounted || backend.driver.fstypes.length === 0)) return backend.root;
     await this.mount(backend);
     return backend.root;
@@ -192,7 +196,7 @@ export class BackendManager {
     if (backend.graceTimer || !backend.driver.unmounts || this.stopped) return;
     backend.graceTimer = setTimeout(() => {
       backend.graceTimer = undefined;
-      void this.unmountUnused(backend);
+      this.unmountUnused(backend).catch((error: Error) => this.options.logger.error({ backend: backend.id, err: error.message }, 'backend unmount failed'));
     }, backend.config.unmountGraceMs);
     backend.graceTimer.unref();
   }
@@ -208,6 +212,7 @@ export class BackendManager {
       [...this.backends.values()].map(async (backend) => {
         await backend.mounting?.catch(() => undefined);
         await backend.recovering;
+        await backend.unmounting;
         if (backend.mounted && backend.driver.unmounts) await this.unmount(backend, false);
       }),
     );
@@ -292,9 +297,11 @@ export class BackendManager {
   /** The mount is ours from now on: remember what tearing it down needs. */
   private async adopt(backend: Backend, entry: MountEntry): Promise<void> {
     backend.mounted = true;
+    backend.generation++;
     backend.fuseMinor = backend.driver.fuse ? entry.minor : undefined;
     if (backend.driver.gfidHandles) {
       if (!this.options.gfid) throw new Error('this build has no gfid handle support (GlusterFS)');
+      this.forgetGfid(backend);
       let handle: FileHandle | undefined;
       try {
         handle = await openFile(backend.root, fsConstants.O_RDONLY | fsConstants.O_DIRECTORY);
@@ -305,6 +312,13 @@ export class BackendManager {
         await handle?.close();
       }
     }
+  }
+
+  /** Mount ids are reused by the kernel: a registration must never outlive its mount. */
+  private forgetGfid(backend: Backend): void {
+    if (backend.gfidMountId === undefined) return;
+    this.options.gfid?.unregisterGfidMount(backend.gfidMountId);
+    backend.gfidMountId = undefined;
   }
 
   private fstypesOf(backend: Backend): readonly string[] {
@@ -337,12 +351,14 @@ export class BackendManager {
 
   /** One health check: mountinfo, then a probe unless one is still out. */
   private async check(backend: Backend): Promise<void> {
-    if (this.stopped || backend.mounting || backend.recovering) return;
+    if (this.stopped || backend.mounting || backend.recovering || backend.unmounting) return;
     const now = Date.now();
     if (backend.state === 'idle') return;
     if (backend.state === 'unavailable') {
-      if (backend.driver.fstypes.length > 0 && backend.refs > 0 && now >= backend.retryAt) this.recover(backend, 'retry');
-      else if (backend.driver.fstypes.length === 0) this.startProbe(backend);
+      if (backend.driver.fstypes.length === 0) this.startProbe(backend);
+      else if (backend.refs > 0 && now >= backend.retryAt) this.recover(backend, 'retry');
+      // nothing needs it any more: not a problem to report
+      else if (backend.refs <= 0 && !backend.mounted) this.setState(backend, 'idle', '');
       return;
     }
     // Hung: the probe has not returned, or guests' operations are stuck with none returning (a
@@ -359,7 +375,8 @@ export class BackendManager {
             ? `statfs of ${backend.root} has not returned for ${((now - backend.probeSince!) / 1000).toFixed(1)} s`
             : `guest operations have not returned for ${(opsStuck! / 1000).toFixed(1)} s`,
         );
-      } else if (backend.mounted && backend.driver.unmounts && now - (backend.hungSince ?? now) >= backend.config.remountAfterMs) {
+      } else if (probeStuck && backend.mounted && backend.driver.unmounts && now - (backend.hungSince ?? now) >= backend.config.remountAfterMs) {
+        // only when the probe is stuck too: stuck guest calls alone may be one slow COMMIT
         this.recover(backend, 'hung');
       }
       if (backend.probeSince === undefined) this.startProbe(backend);
@@ -380,9 +397,11 @@ export class BackendManager {
   private startProbe(backend: Backend): void {
     if (backend.probeSince !== undefined) return;
     const since = Date.now();
+    const generation = backend.generation;
     backend.probeSince = since;
     statfs(backend.root).then(
       () => {
+        if (generation !== backend.generation) return; // a probe of a mount that is gone
         backend.probeSince = undefined;
         if (backend.recovering || backend.mounting) return;
         if ((backend.state === 'hung' || backend.state === 'unavailable') && this.opsStuckFor(backend, Date.now()) === undefined) {
@@ -392,6 +411,7 @@ export class BackendManager {
         }
       },
       (error: NodeJS.ErrnoException) => {
+        if (generation !== backend.generation) return;
         backend.probeSince = undefined;
         if (backend.recovering || backend.mounting) return;
         this.setState(backend, 'unavailable', `statfs of ${backend.root}: ${error.code ?? error.message}`);
@@ -403,6 +423,8 @@ export class BackendManager {
 
   /** How long guest operations have been stuck (the oldest running past the health bound, none returned since it started). */
   private opsStuckFor(backend: Backend, now: number): number | undefined {
+    // Every slot taken and none given back: one slow call (a COMMIT of gigabytes) is not a hang.
+    if (backend.gate.inflight < backend.config.maxInflight) return undefined;
     const oldest = backend.gate.oldestRunningSince();
     if (oldest === undefined || now - oldest < backend.config.healthTimeoutMs || backend.gate.lastReturnAt >= oldest) return undefined;
     return now - oldest;
@@ -428,7 +450,11 @@ export class BackendManager {
     backend.recovering = (async () => {
       if (why !== 'retry') this.options.logger.warn({ backend: backend.id, why, reason: backend.reason }, 'backend: mounting it again');
       this.options.onTearDown?.(backend.id);
-      if (backend.mounted) await this.unmount(backend, why === 'hung' || why === 'failed' || why === 'gone');
+      // GPFS (and any mount the daemon does not own) is never unmounted: probed and mounted again only
+      if (backend.mounted && backend.driver.unmounts) await this.unmount(backend, why === 'hung' || why === 'failed' || why === 'gone');
+      backend.mounted = false;
+      backend.generation++;
+      this.forgetGfid(backend);
       backend.probeSince = undefined;
       if (backend.refs > 0 && !this.stopped) {
         backend.retryAt = 0;
@@ -436,22 +462,36 @@ export class BackendManager {
       } else {
         this.setState(backend, 'idle', '');
       }
-    })().finally(() => {
-      backend.recovering = undefined;
-    });
+    })()
+      .catch((error: Error) => this.options.logger.error({ backend: backend.id, err: error.message }, 'backend recovery failed'))
+      .finally(() => {
+        backend.recovering = undefined;
+      });
   }
 
   private async unmountUnused(backend: Backend): Promise<void> {
     await backend.mounting?.catch(() => undefined);
     await backend.recovering;
-    if (backend.refs > 0 || !backend.mounted || this.stopped) return;
-    this.options.onTearDown?.(backend.id);
-    await this.unmount(backend, false);
-    this.setState(backend, 'idle', '');
-    this.options.logger.info({ backend: backend.id, path: backend.root }, 'backend unmounted (no grant uses it)');
+    if (backend.refs > 0 || this.stopped || backend.unmounting) return;
+    if (!backend.mounted) {
+      if (backend.state === 'unavailable') this.setState(backend, 'idle', '');
+      return;
+    }
+    // rootOf waits for this: nothing opens a share on a mount that is going away
+    backend.unmounting = (async () => {
+      this.options.onTearDown?.(backend.id);
+      await this.unmount(backend, false);
+      this.setState(backend, 'idle', '');
+      this.options.logger.info({ backend: backend.id, path: backend.root }, 'backend unmounted (no grant uses it)');
+    })().finally(() => {
+      backend.unmounting = undefined;
+    });
+    await backend.unmounting;
   }
 
   private async unmount(backend: Backend, force: boolean): Promise<void> {
+    this.forgetGfid(backend);
+    backend.generation++;
     const entry = await mountAt(backend.root).catch(() => undefined);
     if (entry) await this.detach(backend, entry, force);
     backend.mounted = false;
@@ -465,10 +505,7 @@ export class BackendManager {
    * last descriptors close as their requests finish.
    */
   private async detach(backend: Backend, entry: MountEntry, force: boolean): Promise<void> {
-    if (backend.gfidMountId !== undefined) {
-      this.options.gfid?.unregisterGfidMount(backend.gfidMountId);
-      backend.gfidMountId = undefined;
-    }
+    this.forgetGfid(backend);
     const command = { timeoutMs: 15_000, ...(this.options.env ? { env: this.options.env } : {}) };
     if (force && entry.fstype.startsWith('fuse') && entry.major === 0) await this.abortFuse(backend, entry.minor);
     else if (force) await runCommand('umount', ['-f', '-c', backend.root], command).catch(() => undefined);

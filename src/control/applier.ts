@@ -221,7 +221,9 @@ export class GrantApplier {
         const problem = unservable.get(grant.share);
         if (problem && table.get(grant.id)?.source === 'controller') results.set(grant.id, { ...problem, grantId: grant.id });
       }
-      table.replaceLeniently(table.all().filter((g) => g.source !== 'controller' || !unservable.has(g.share)));
+      // A backend that is down keeps its grants in the table: its guests wait (JUKEBOX), they are not refused.
+      const refused = (share: string) => unservable.has(share) && !waitsForBackend(unservable.get(share)!);
+      table.replaceLeniently(table.all().filter((g) => g.source !== 'controller' || !refused(g.share)));
     }
     const out: GrantResult[] = [];
     for (const grant of this.pushed.values()) out.push(results.get(grant.id) ?? applied(grant.id));
@@ -245,7 +247,7 @@ export class GrantApplier {
       try {
         table.upsert({ ...grant, source: 'controller' });
         const problem = await this.tryOpen(grant.share);
-        if (problem) drop();
+        if (problem && !waitsForBackend(problem)) drop();
         result = problem ? { ...problem, grantId: grant.id } : applied(grant.id);
       } catch (error) {
         if (!(error instanceof GrantError)) throw error;
@@ -297,6 +299,15 @@ export class GrantApplier {
       return failed('', typeof code === 'string' ? code : 'SHARE_OPEN_FAILED', (error as Error).message);
     }
   }
+}
+
+/**
+ * A grant that failed because its backend cannot be mounted or does not answer: reported FAILED,
+ * but kept in the table, so its guests' requests wait (NFS3ERR_JUKEBOX) instead of being refused,
+ * and it is served as soon as the backend is back.
+ */
+function waitsForBackend(result: GrantResult): boolean {
+  return result.reasonCode.startsWith('BACKEND_');
 }
 
 async function forEachLimited<T>(items: readonly T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {

@@ -220,6 +220,11 @@ export class ShareFileService implements NfsFileService, MountService {
   readonly writeVerifier: Buffer = randomBytes(8);
   /** READDIR cookies are the backend's own directory offsets, valid across restarts: one verifier. */
   private readonly cookieVerifier: Buffer;
+  /**
+   * share key -> share id of every granted location, open or not: a handle of a share whose backend
+   * is not mounted yet (or not any more) is still known, and answered JUKEBOX while it cannot open.
+   */
+  private readonly grantedKeys = new Map<string, string>();
   /** share id -> NFS requests resolved to it since start (kept across retire and re-open). */
   private readonly ops = new Map<string, number>();
   private readonly unsubscribe: () => void;
@@ -235,7 +240,12 @@ export class ShareFileService implements NfsFileService, MountService {
     this.shares = new ShareRegistry(this.native, this.codec, (id, backend, sharePath) => !this.closed && this.grantedAt(id, backend, sharePath));
     this.objects = new ObjectCache(this.native, options.cacheLimit ?? 4096);
     this.cookieVerifier = this.codec.derive('readdir-cookie-verifier');
-    this.unsubscribe = this.grants.onChange(({ removed }) => this.followGrants(removed));
+    for (const grant of this.grants.all()) this.grantedKeys.set(grantKeyHex(grant), grant.share);
+    this.unsubscribe = this.grants.onChange(({ removed, added }) => {
+      for (const grant of removed) if (!this.grantedAt(grant.share, grant.backend, grant.path)) this.grantedKeys.delete(grantKeyHex(grant));
+      for (const grant of added) this.grantedKeys.set(grantKeyHex(grant), grant.share);
+      this.followGrants(removed);
+    });
   }
 
   /** Number of open share roots. */
@@ -339,7 +349,7 @@ export class ShareFileService implements NfsFileService, MountService {
       if (!decoded) return { ok: false, status: Nfs3Status.NFS3ERR_BADHANDLE };
       share = this.shares.byHandleKey(decoded.shareKey);
       if (!share) {
-        const retiredId = this.shares.retiredShare(decoded.shareKey);
+        const retiredId = this.knownShare(decoded.shareKey);
         const reopened = await this.reopenRetired(caller, decoded.shareKey);
         if (typeof reopened === 'number') return { ok: false, status: reopened, ...(retiredId === undefined ? {} : { share: retiredId }) };
         share = reopened;
@@ -375,7 +385,7 @@ export class ShareFileService implements NfsFileService, MountService {
    * grant for the share at the same place again; otherwise the status resolve() answers.
    */
   private async reopenRetired(caller: Caller, keyHex: string): Promise<ShareRoot | Nfs3Status> {
-    const shareId = this.shares.retiredShare(keyHex);
+    const shareId = this.knownShare(keyHex);
     if (shareId === undefined) return Nfs3Status.NFS3ERR_STALE;
     const grant = this.grants.find(caller.identity, shareId);
     if (!grant) return Nfs3Status.NFS3ERR_ACCES;
@@ -386,13 +396,18 @@ export class ShareFileService implements NfsFileService, MountService {
       // a backend that is being mounted, remounted or hangs: the guest tries again later
       if (backendCode(error) !== undefined) return Nfs3Status.NFS3ERR_JUKEBOX;
       if (!(error instanceof ShareOpenError)) throw error;
-      this.logger.warn({ share: shareId, err: error.message }, 'share cannot be re-opened');
+      this.logger.debug({ share: shareId, err: error.message }, 'share cannot be re-opened');
       return this.grants.find(caller.identity, shareId) ? Nfs3Status.NFS3ERR_STALE : Nfs3Status.NFS3ERR_ACCES;
     }
     // Whatever holds the key now: the grants may have changed again while the open was under way.
     const share = this.shares.byHandleKey(keyHex);
     if (share) return share;
     return this.grants.find(caller.identity, shareId) ? Nfs3Status.NFS3ERR_STALE : Nfs3Status.NFS3ERR_ACCES;
+  }
+
+  /** The share of a key that is not open: granted there now, or retired not long ago. */
+  private knownShare(keyHex: string): string | undefined {
+    return this.grantedKeys.get(keyHex) ?? this.shares.retiredShare(keyHex);
   }
 
   private done(ctx: Context): void {
@@ -427,6 +442,23 @@ export class ShareFileService implements NfsFileService, MountService {
     return answered.result;
   }
 
+  /**
+   * The second handle of one request (RENAME, LINK), inside the slot the first one holds: a second
+   * slot of the same gate could deadlock against requests holding their first. A handle on another
+   * backend is another share anyway: NFS3ERR_XDEV before any I/O on it. Not counted again.
+   */
+  private async withSecond<T extends { status: Nfs3Status }>(
+    caller: Caller,
+    first: Context,
+    fh: Buffer,
+    fail: (status: Nfs3Status) => T,
+    body: (ctx: Context) => Promise<T>,
+  ): Promise<T> {
+    const target = this.backendOfHandle(fh);
+    if (target && target.backend !== first.share.backend) return fail(Nfs3Status.NFS3ERR_XDEV);
+    return (await this.attempt(caller, fh, fail, body, false)).result;
+  }
+
   /** resolve + body + done: the answer and the share it is counted under (none for a handle of no share). */
   private async attempt<T extends { status: Nfs3Status }>(
     caller: Caller,
@@ -455,7 +487,7 @@ export class ShareFileService implements NfsFileService, MountService {
     const keyHex = fh.toString('hex', 2, 2 + SHARE_KEY_BYTES);
     const open = this.shares.byHandleKey(keyHex);
     if (open) return { backend: open.backend, share: open.id };
-    const retired = this.shares.retiredShare(keyHex);
+    const retired = this.knownShare(keyHex);
     const location = retired === undefined ? undefined : this.grants.location(retired);
     return location && retired !== undefined ? { backend: location.backend, share: retired } : undefined;
   }
@@ -761,7 +793,7 @@ export class ShareFileService implements NfsFileService, MountService {
   async rename(caller: Caller, fromDirFh: Buffer, fromName: Buffer, toDirFh: Buffer, toName: Buffer): Promise<RenameResult> {
     const fail = (status: Nfs3Status): RenameResult => ({ status, fromDirWcc: NO_WCC, toDirWcc: NO_WCC });
     return this.with(caller, fromDirFh, fail, (from) =>
-      this.with(caller, toDirFh, fail, async (to) => {
+      this.withSecond(caller, from, toDirFh, fail, async (to) => {
         if (from.share !== to.share) return fail(Nfs3Status.NFS3ERR_XDEV);
         const bad = checkName(fromName, false) ?? checkName(toName, false);
         if (bad !== undefined) return fail(bad);
@@ -772,7 +804,7 @@ export class ShareFileService implements NfsFileService, MountService {
           fromDirWcc: wcc(result.fromDirBefore, result.fromDirAfter, from.share.fsid),
           toDirWcc: wcc(result.toDirBefore, result.toDirAfter, to.share.fsid),
         };
-      }, null), // the second handle: not counted again
+      }),
     'rename', // one request, counted and reported once under the first handle's share
     );
   }
@@ -780,7 +812,7 @@ export class ShareFileService implements NfsFileService, MountService {
   async link(caller: Caller, fh: Buffer, linkDirFh: Buffer, linkName: Buffer): Promise<LinkResult> {
     const fail = (status: Nfs3Status): LinkResult => ({ status, fileAttr: null, linkDirWcc: NO_WCC });
     return this.with(caller, fh, fail, (file) =>
-      this.with(caller, linkDirFh, fail, async (dir) => {
+      this.withSecond(caller, file, linkDirFh, fail, async (dir) => {
         if (file.share !== dir.share) return fail(Nfs3Status.NFS3ERR_XDEV);
         const bad = checkName(linkName, true);
         if (bad !== undefined) return fail(bad);
@@ -793,7 +825,7 @@ export class ShareFileService implements NfsFileService, MountService {
           fileAttr: after ? toFattr3(after, file.share.fsid) : null,
           linkDirWcc: wcc(result.dirBefore, result.dirAfter, dir.share.fsid),
         };
-      }, null), // the second handle: not counted again
+      }),
     'link', // one request, counted and reported once under the first handle's share
     );
   }
@@ -945,7 +977,9 @@ export class ShareFileService implements NfsFileService, MountService {
     } catch (error) {
       // revoked while it was being opened: the answer the revoke itself would have given
       if (error instanceof ShareOpenError && error.code === 'SHARE_NOT_GRANTED') return { status: MountStat.MNT3ERR_ACCES };
-      this.logger.error({ share: shareId, err: (error as Error).message }, 'share cannot be opened');
+      // a backend that is down or hangs is reported by its own state; a guest retrying must not flood the log
+      const level = backendCode(error) !== undefined ? 'debug' : 'error';
+      this.logger[level]({ share: shareId, err: (error as Error).message }, 'share cannot be opened');
       return { status: MountStat.MNT3ERR_IO };
     }
     // The open may have waited on the file system: the grant is what counts now, not before it.
@@ -974,6 +1008,10 @@ export class ShareFileService implements NfsFileService, MountService {
     for (const share of [...this.shares.roots()]) this.retire(share);
     this.objects.closeAll();
   }
+}
+
+function grantKeyHex(grant: Grant): string {
+  return HandleCodec.shareKey(grant.share, grant.backend, grant.path).toString('hex');
 }
 
 function mountStatus(status: Nfs3Status): number {

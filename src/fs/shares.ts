@@ -42,6 +42,9 @@ export interface ShareRoot {
   retired: boolean;
 }
 
+/** Errors that say the mount is dead or failing (a FUSE daemon gone, an aborted connection, I/O errors). */
+const BACKEND_ERRNOS = new Set(['ENOTCONN', 'ECONNABORTED', 'EIO', 'ETIMEDOUT', 'EHOSTDOWN', 'EHOSTUNREACH', 'ESTALE']);
+
 /** Retired share keys remembered (key -> share id), to tell a revoked share's handles from unknown ones. */
 const RETIRED_KEYS = 100_000;
 
@@ -55,6 +58,7 @@ export class ShareOpenError extends Error {
       | 'SHARE_NO_HANDLE'
       | 'SHARE_NOT_GRANTED'
       | 'SHARE_AT_BACKEND_ROOT'
+      | 'BACKEND_UNAVAILABLE'
       | 'BACKEND_HUNG',
     message: string,
   ) {
@@ -165,10 +169,12 @@ export class ShareRegistry {
       root = await realpath(backendRoot);
       hostPath = await realpath(path.join(root, sharePath));
     } catch (error) {
-      throw new ShareOpenError(
-        'SHARE_PATH_MISSING',
-        `share ${shareId}: ${path.join(backendRoot, sharePath)} does not exist (${(error as NodeJS.ErrnoException).code})`,
-      );
+      const errno = (error as NodeJS.ErrnoException).code;
+      // A dead or failing mount is the backend's trouble, not a missing path: retried, and guests wait.
+      if (errno !== undefined && BACKEND_ERRNOS.has(errno)) {
+        throw new ShareOpenError('BACKEND_UNAVAILABLE', `share ${shareId}: backend ${backend} fails (${errno} on ${path.join(backendRoot, sharePath)})`);
+      }
+      throw new ShareOpenError('SHARE_PATH_MISSING', `share ${shareId}: ${path.join(backendRoot, sharePath)} does not exist (${errno})`);
     }
     if (hostPath !== root && !hostPath.startsWith(root.endsWith('/') ? root : `${root}/`)) {
       throw new ShareOpenError('SHARE_PATH_ESCAPES', `share ${shareId}: ${sharePath} resolves outside backend ${backend}`);
@@ -188,7 +194,7 @@ export class ShareRegistry {
       fd = await openDescriptor(hostPath, fsConstants.O_RDONLY | fsConstants.O_DIRECTORY | fsConstants.O_NOFOLLOW);
     } catch (error) {
       const errno = (error as NodeJS.ErrnoException).code;
-      const code = errno === 'ENOTDIR' || errno === 'ELOOP' ? 'SHARE_NOT_DIRECTORY' : 'SHARE_PATH_MISSING';
+      const code = errno === 'ENOTDIR' || errno === 'ELOOP' ? 'SHARE_NOT_DIRECTORY' : errno !== undefined && BACKEND_ERRNOS.has(errno) ? 'BACKEND_UNAVAILABLE' : 'SHARE_PATH_MISSING';
       throw new ShareOpenError(code, `share ${shareId}: cannot open ${hostPath} (${errno})`);
     }
     const [stat, handle] = await Promise.all([this.native.fstat(fd), this.native.nameToHandle(fd, null)]);

@@ -91,7 +91,11 @@ esac
     backend({ id: 'frozen', type: 'nfs', server: 'bindfs', export: '/x', ...fast }),
     backend({ id: 'gpfs', type: 'gpfs', device: 'gpfs0', mountpoint: gpfsMountpoint, mmmount: true, bin_dir: fakeBin, ...fast }),
     backend({ id: 'gpfs-manual', type: 'gpfs', device: 'gpfs1', mountpoint: path.join(dir, 'nothing-here'), ...fast }),
+    backend({ id: 'gpfs-dead', type: 'gpfs', device: 'gpfs2', mountpoint: path.join(dir, 'gpfs-dead'), ...fast }),
+    backend({ id: 'quiet', type: 'local', path: path.join(dir, 'quiet'), max_inflight: 2, op_timeout_ms: 5000, health_interval_s: 0.1, health_timeout_s: 0.3 }),
   ];
+  mkdirSync(path.join(dir, 'gpfs-dead'));
+  mkdirSync(path.join(dir, 'quiet'));
   const torn: string[] = [];
   const readied: string[] = [];
   const manager = new BackendManager({
@@ -99,7 +103,7 @@ esac
     runtimeDir,
     logger,
     env,
-    fstypesOf: (b) => (b.id === 'frozen' ? ['fuse'] : b.id === 'gpfs-manual' ? undefined : ['tmpfs']),
+    fstypesOf: (b) => (b.id === 'frozen' || b.id === 'gpfs-dead' ? ['fuse'] : b.id === 'gpfs-manual' ? undefined : ['tmpfs']),
     onTearDown: (id) => torn.push(id),
     onReady: (id) => readied.push(id),
   });
@@ -140,8 +144,7 @@ esac
     await new Promise((r) => setTimeout(r, 500));
     t.ok(await mountAt(filerRoot), 'a grant back within the grace keeps it');
     manager.use('filer', -1);
-    await until('unmounted after the grace', async () => (await mountAt(filerRoot)) === undefined, 5000);
-    t.equal(state('filer').state, 'idle');
+    await until('unmounted after the grace', async () => (await mountAt(filerRoot)) === undefined && state('filer').state === 'idle', 5000);
     t.ok(torn.includes('filer'), 'share roots let go first');
   });
 
@@ -184,6 +187,51 @@ esac
     await new Promise((r) => setTimeout(r, 600));
     t.ok(await mountAt(gpfsMountpoint), 'still mounted after the grace');
     await t.rejects(manager.rootOf('gpfs-manual'), { code: 'BACKEND_UNAVAILABLE', message: /is not mounted \(gpfs expected\)/ });
+  });
+
+  await t.test('a failed mount that no grant needs any more goes back to idle', async (t) => {
+    writeFileSync(failFile, '');
+    const nfsOnly = new BackendManager({ backends: [backend({ id: 'other', type: 'nfs', server: 'filer.example', export: '/x', ...fast })], runtimeDir, logger, env, fstypesOf: () => ['tmpfs'] });
+    nfsOnly.start();
+    t.teardown(() => nfsOnly.stop());
+    nfsOnly.use('other', +1);
+    await t.rejects(nfsOnly.rootOf('other'), { code: 'BACKEND_UNAVAILABLE' });
+    nfsOnly.use('other', -1);
+    await until('idle', () => nfsOnly.statuses()[0]!.state === 'idle', 5000);
+    t.match(nfsOnly.statuses()[0], { up: true, reason: '' });
+    rmSync(failFile);
+  });
+
+  await t.test('one slow call is not a hang; every slot stuck is', async (t) => {
+    const gate = manager.gateOf('quiet')!;
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    const slow = gate.run(() => held);
+    await new Promise((r) => setTimeout(r, 700));
+    t.equal(state('quiet').state, 'ready', 'a single call running past the health bound leaves it ready');
+    const second = gate.run(() => held);
+    await until('hung with every slot stuck', () => state('quiet').state === 'hung', 5000);
+    t.match(state('quiet').reason, /guest operations have not returned/);
+    release();
+    await slow;
+    await second;
+    await until('ready again', () => state('quiet').state === 'ready', 5000);
+    t.pass('ready once they return');
+  });
+
+  await t.test('a GPFS mount that fails its probe is never unmounted by the gateway', { skip: bindfs ? false : 'bindfs not installed' }, async (t) => {
+    const where = path.join(dir, 'gpfs-dead');
+    spawnSync('bindfs', [source, where]);
+    t.ok(await mountAt(where));
+    t.equal(await manager.rootOf('gpfs-dead'), where);
+    manager.use('gpfs-dead', +1);
+    spawnSync('pkill', ['-KILL', '-f', `bindfs ${source} ${where}`]);
+    await until('reported unavailable', () => state('gpfs-dead').state === 'unavailable', 5000);
+    await new Promise((r) => setTimeout(r, 1500)); // several checks and retries
+    t.ok(await mountAt(where), 'still mounted: the cluster owns it');
+    t.match(state('gpfs-dead').reason, /ENOTCONN|ECONNABORTED|statfs/);
+    manager.use('gpfs-dead', -1);
+    spawnSync('umount', ['-l', where]);
   });
 
   await t.test('a hung mount is reported, torn down (forced unmount aborts the FUSE connection) and mounted again', { skip: bindfs ? false : 'bindfs not installed' }, async (t) => {

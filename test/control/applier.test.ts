@@ -161,14 +161,14 @@ t.test('a 10,000-grant snapshot applies, and a repeat of it changes nothing', as
   t.equal(changes, 1, 'an identical snapshot changes nothing');
 });
 
-t.test('grants on a backend that cannot be mounted fail with its reason and are served once it mounts', async (t) => {
+t.test('grants on a backend that cannot be mounted fail with its reason, stay in the table, and are reported served once it mounts', async (t) => {
   const { grants, applier, backendUp } = setup(t);
   await applier.start({ loadStore: true });
   const outcome = await applier.snapshot('e1', 1, [spec('a'), spec('u', { path: 'unmountable/u' })]);
   t.ok(outcome.ok);
   if (!outcome.ok) return;
   t.match(outcome.results.find((r) => r.grantId === 'u'), { state: 'FAILED', reasonCode: 'BACKEND_UNAVAILABLE', reason: /mount error\(13\)/ });
-  t.notOk(grants.get('u'), 'not served');
+  t.ok(grants.get('u'), 'kept in the table: its guests wait (JUKEBOX) instead of being refused');
   t.equal(await applier.retryUnavailable('b'), 0, 'still down: nothing served');
   backendUp.value = true;
   t.equal(await applier.retryUnavailable('other'), 0, 'another backend: not tried');

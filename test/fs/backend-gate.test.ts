@@ -104,3 +104,43 @@ t.test('a backend that may not be shared whole', async (t) => {
   await t.rejects(service.openShare('all'), { code: 'SHARE_AT_BACKEND_ROOT' });
   t.equal((await service.mount(guest, '/all')).status, MountStat.MNT3ERR_IO);
 });
+
+t.test('RENAME and LINK take one slot for both handles: no deadlock with max_inflight 1', async (t) => {
+  const gate = new BackendGate({ limit: 1, timeoutMs: 2000 });
+  const grants = new GrantTable();
+  grants.upsert(grant({ id: 'g', share: 'share' }));
+  const service = new ShareFileService({ native: real, grants, codec, logger: pino({ level: 'silent' }), backends: { rootOf: () => path.join(dir, 'b'), gateOf: () => gate } });
+  t.teardown(() => service.close());
+  const root = (await service.mount(guest, '/share')).handle!;
+  const file = (await service.lookup(guest, root, Buffer.from('a'))).handle!;
+  const linked = await service.link(guest, file, root, Buffer.from('a-link'));
+  t.equal(linked.status, Nfs3Status.NFS3_OK, 'LINK answers');
+  const renamed = await service.rename(guest, root, Buffer.from('a-link'), root, Buffer.from('a-moved'));
+  t.equal(renamed.status, Nfs3Status.NFS3_OK, 'RENAME answers');
+  t.equal(gate.inflight, 0);
+});
+
+t.test('after a restart while the backend is down, old handles wait (JUKEBOX), they are not STALE', async (t) => {
+  const grants = new GrantTable();
+  grants.upsert(grant({ id: 'g', share: 'share' }));
+  const before = new ShareFileService({ native: real, grants, codec, logger: pino({ level: 'silent' }), backends: { rootOf: () => path.join(dir, 'b') } });
+  const root = (await before.mount(guest, '/share')).handle!;
+  before.close();
+  let down = true;
+  const after = new ShareFileService({
+    native: real,
+    grants,
+    codec,
+    logger: pino({ level: 'silent' }),
+    backends: {
+      rootOf: async () => {
+        if (down) throw new BackendError('BACKEND_UNAVAILABLE', 'backend b cannot be mounted');
+        return path.join(dir, 'b');
+      },
+    },
+  });
+  t.teardown(() => after.close());
+  t.equal((await after.getattr(guest, root)).status, Nfs3Status.NFS3ERR_JUKEBOX, 'JUKEBOX while the backend cannot be mounted');
+  down = false;
+  t.equal((await after.getattr(guest, root)).status, Nfs3Status.NFS3_OK, 'served once it mounts');
+});

@@ -296,16 +296,18 @@ t.test('re-granted at the same place: old handles work; moved: STALE', async (t)
   t.equal((await service.getattr(guestA, await mountRoot(service, guestA, 'four'))).status, Nfs3Status.NFS3_OK);
 });
 
-t.test('a share key neither open nor remembered is STALE', async (t) => {
+t.test('after a restart a granted share opens on its handle; a key neither granted nor remembered is STALE', async (t) => {
   const { grants, service } = setup(t);
   grants.upsert(grant({ id: 'g5', share: 'five' }));
+  grants.upsert(grant({ id: 'g6', share: 'six' }));
   const rootFh = await mountRoot(service, guestA, 'five');
+  const sixFh = await mountRoot(service, guestA, 'six');
   // a fresh layer (a restart) that has not opened the share and never retired it
   const other = setup(t);
   other.grants.upsert(grant({ id: 'g5', share: 'five' }));
-  t.equal((await other.service.getattr(guestA, rootFh)).status, Nfs3Status.NFS3ERR_STALE);
-  await other.service.openShare('five');
-  t.equal((await other.service.getattr(guestA, rootFh)).status, Nfs3Status.NFS3_OK, 'once opened the handle works');
+  t.equal(other.service.openShareCount, 0, 'nothing open yet');
+  t.equal((await other.service.getattr(guestA, rootFh)).status, Nfs3Status.NFS3_OK, 'the handle opens its granted share (no MNT needed)');
+  t.equal((await other.service.getattr(guestA, sixFh)).status, Nfs3Status.NFS3ERR_STALE, 'a share not granted here and never seen: STALE');
 });
 
 t.test('a share revoked while its root is being opened is not registered', async (t) => {
