@@ -13,13 +13,13 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import YAML from 'yaml';
 import { nfsUrl, run } from '../helpers/daemon.js';
-import { Args, NFS_PROG, RpcClient } from '../helpers/nfs-client.js';
+import { RpcClient } from '../helpers/nfs-client.js';
+import { JUKEBOX, backendIn, create, mountedAt as mounted, scrape as scrapeMetrics, sh } from '../helpers/backends.js';
 import { freePort, until } from '../helpers/wait.js';
 import { startGatewayProcess, type GatewayProcess } from '../helpers/gateway-process.js';
-import { parseExposition, value } from '../metrics/helpers/exposition.js';
+import { value } from '../metrics/helpers/exposition.js';
 
 const FIXTURE = path.resolve(path.dirname(fileURLToPath(import.meta.url)), 'fixtures', 'ceph-cluster.sh');
-const JUKEBOX = 10008;
 
 function skipReason(): string | false {
   if (process.getuid?.() !== 0) return 'needs root (ceph daemons, FUSE mounts)';
@@ -29,18 +29,8 @@ function skipReason(): string | false {
   return existsSync('/dev/fuse') ? false : 'no /dev/fuse';
 }
 
-function sh(cmd: string, args: string[], timeout = 180_000): string {
-  const r = spawnSync(cmd, args, { encoding: 'utf8', timeout });
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')}: exit ${r.status}\n${r.stdout}${r.stderr}`);
-  return r.stdout;
-}
 
-const mounted = (where: string) => readFileSync('/proc/self/mountinfo', 'utf8').split('\n').find((l) => l.split(' ')[4] === where);
 
-async function create(client: RpcClient, dir: Buffer, name: string): Promise<number> {
-  const args = new Args().opaque(dir).opaque(name).u32(0).u32(0).u32(0).u32(0).u32(0).u32(0).u32(0).bytes();
-  return (await client.call(NFS_PROG, 3, 8, args, { uid: 0, gid: 0 }, 30_000)).u32();
-}
 
 t.test('CephFS (ceph-fuse) through the gateway', { skip: skipReason() }, async (t) => {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'mg-ceph-'));
@@ -100,8 +90,8 @@ t.test('CephFS (ceph-fuse) through the gateway', { skip: skipReason() }, async (
   const grant = { id: 'g1', share: 'cs', backend: 'ceph', path: 'share1', guest: { tcp: '127.0.0.1' }, access: 'rw', squash: 'none' };
   writeFileSync(configPath, YAML.stringify(config([grant])));
   const cephTarget = path.join(dir, 'run-gw', 'backends', 'ceph');
-  const scrape = async () => parseExposition(await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text());
-  const backendState = async (state: string) => value(await scrape(), 'manila_gateway_backend_state', { backend: 'ceph', state }) === 1;
+  const scrape = () => scrapeMetrics(metricsPort);
+  const backendState = (state: string) => backendIn(metricsPort, 'ceph', state);
 
   gateway = await startGatewayProcess(configPath, 90_000);
   t.match(mounted(cephTarget), / - fuse\.ceph-fuse /, 'the gateway mounted CephFS with ceph-fuse for its grant');

@@ -11,22 +11,16 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import os from 'node:os';
 import path from 'node:path';
 import { startDaemon, type Daemon } from '../helpers/daemon.js';
-import { Args, NFS_PROG, RpcClient } from '../helpers/nfs-client.js';
+import { RpcClient } from '../helpers/nfs-client.js';
+import { JUKEBOX, create } from '../helpers/backends.js';
 import { freePort, until } from '../helpers/wait.js';
 import { parseExposition, value } from '../metrics/helpers/exposition.js';
 
 const metricValue = (text: string, name: string, labels: Record<string, string>) => value(parseExposition(text), name, labels);
 
-const JUKEBOX = 10008;
 const bindfs = spawnSync('sh', ['-c', 'command -v bindfs']).status === 0;
 const skip = process.getuid?.() !== 0 ? 'needs root (FUSE mount)' : !bindfs ? 'bindfs is not installed (scripts/install-deps.sh --test)' : !existsSync('/dev/fuse') ? 'no /dev/fuse' : false;
 
-/** CREATE (RFC 1813 section 3.3.8), UNCHECKED, no attributes: the status. */
-async function create(client: RpcClient, dir: Buffer, name: string, timeoutMs = 20_000): Promise<number> {
-  const args = new Args().opaque(dir).opaque(name).u32(0).u32(0).u32(0).u32(0).u32(0).u32(0).u32(0).bytes();
-  const reply = await client.call(NFS_PROG, 3, 8, args, { uid: 0, gid: 0 }, timeoutMs);
-  return reply.u32();
-}
 
 t.test('a frozen FUSE backend gets JUKEBOX within its bound; the other backend is not touched', { skip }, async (t) => {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'mg-isolation-'));
