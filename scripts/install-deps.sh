@@ -1,6 +1,7 @@
 #!/bin/bash
 # install-deps.sh — installs the Debian 12 packages that building and testing manila-gateway need.
-# Run as root: `sudo bash scripts/install-deps.sh` (build and run) or `... --test` (also the tests). Idempotent: when everything is present it only says
+# Run as root: `sudo bash scripts/install-deps.sh` (build and run), `... --test` (also the tests) or
+# `... --bench` (also `npm run bench`: gcc, libnfs-dev, nfs-ganesha, nfs-ganesha-vfs, rpcbind, iperf3). Idempotent: when everything is present it only says
 # so (no apt-get update, works offline). Quiet: apt's output goes to a log, whose tail is shown on failure.
 #
 #   libnfs-utils              nfs-ls, nfs-cp, nfs-cat: the userspace NFS client of test/integration/libnfs
@@ -25,10 +26,11 @@ export DEBIAN_FRONTEND=noninteractive LC_ALL=C PATH=$PATH:/usr/sbin:/sbin
 # Building and running need only the toolchain of node-gyp; --test adds what the tests drive.
 PKGS=(g++ make python3 ca-certificates)
 case ${1:-} in
+  --bench) PKGS+=(gcc libc6-dev libnfs-dev nfs-ganesha nfs-ganesha-vfs rpcbind iperf3);;
   --test) PKGS+=(libnfs-utils qemu-system-x86 qemu-system-data cpio kmod gzip xz-utils zstd util-linux procps socat systemd openssl
     fuse3 bindfs glusterfs-server glusterfs-client attr ceph-mon ceph-mgr ceph-osd ceph-mds ceph-fuse ceph-common);;
   "") ;;
-  *) echo "usage: install-deps.sh [--test]" >&2; exit 2;;
+  *) echo "usage: install-deps.sh [--test | --bench]" >&2; exit 2;;
 esac
 
 missing=()
