@@ -6,7 +6,7 @@
 //   - when socket.write reports a full buffer, reading stops until 'drain', so a peer that sends
 //     calls without reading replies stalls itself instead of filling our memory.
 // Records read before a pause wait in a queue (bounded by one chunk) and are started only while
-// both conditions allow. Replies finishing in the same tick are written under one cork (one syscall, one segment).
+// both conditions allow. Replies finishing in the same loop turn are written under one cork (one writev).
 
 import { EventEmitter } from 'node:events';
 import { performance } from 'node:perf_hooks';
@@ -210,7 +210,10 @@ export class RpcConnection extends EventEmitter implements ConnectionInfo {
     if (!this.corked) {
       this.corked = true;
       socket.cork();
-      process.nextTick(this.uncork);
+      // setImmediate, not nextTick: each threadpool completion is its own callback (ticks drain
+      // after each), while every completion of one loop turn runs before the check phase. So the
+      // replies of one turn leave in one writev.
+      setImmediate(this.uncork);
     }
     if (!socket.write(reply) && !this.writeBlocked) {
       this.writeBlocked = true;
