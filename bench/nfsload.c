@@ -181,6 +181,16 @@ static void wait_done(struct rpc_context *rpc, struct sync_cb *s) {
   }
 }
 
+/* Every synchronous-style callback starts the same way: mark done, keep the RPC status and, on an
+ * RPC failure, the message libnfs passes as data. Returns whether the reply can be read. */
+static int sync_begin(struct sync_cb *s, int status, void *data) {
+  s->done = 1;
+  s->status = status;
+  if (status == RPC_STATUS_SUCCESS) return 1;
+  snprintf(s->err, sizeof s->err, "%s", data ? (char *)data : "cancelled");
+  return 0;
+}
+
 static void connect_cb(struct rpc_context *rpc, int status, void *data, void *priv) {
   struct sync_cb *s = priv;
   (void)rpc;
@@ -205,12 +215,7 @@ static struct rpc_context *connect_to(int port, int prog, int vers) {
 static void mnt_cb(struct rpc_context *rpc, int status, void *data, void *priv) {
   struct sync_cb *s = priv;
   (void)rpc;
-  s->done = 1;
-  s->status = status;
-  if (status != RPC_STATUS_SUCCESS) {
-    snprintf(s->err, sizeof s->err, "%s", data ? (char *)data : "cancelled");
-    return;
-  }
+  if (!sync_begin(s, status, data)) return;
   mountres3 *r = data;
   s->u.nfsstat = r->fhs_status;
   if (r->fhs_status == MNT3_OK) {
@@ -222,12 +227,7 @@ static void mnt_cb(struct rpc_context *rpc, int status, void *data, void *priv) 
 static void lookup_sync_cb(struct rpc_context *rpc, int status, void *data, void *priv) {
   struct sync_cb *s = priv;
   (void)rpc;
-  s->done = 1;
-  s->status = status;
-  if (status != RPC_STATUS_SUCCESS) {
-    snprintf(s->err, sizeof s->err, "%s", data ? (char *)data : "cancelled");
-    return;
-  }
+  if (!sync_begin(s, status, data)) return;
   LOOKUP3res *r = data;
   s->u.nfsstat = r->status;
   if (r->status == NFS3_OK) {
@@ -239,12 +239,7 @@ static void lookup_sync_cb(struct rpc_context *rpc, int status, void *data, void
 static void getattr_sync_cb(struct rpc_context *rpc, int status, void *data, void *priv) {
   struct sync_cb *s = priv;
   (void)rpc;
-  s->done = 1;
-  s->status = status;
-  if (status != RPC_STATUS_SUCCESS) {
-    snprintf(s->err, sizeof s->err, "%s", data ? (char *)data : "cancelled");
-    return;
-  }
+  if (!sync_begin(s, status, data)) return;
   GETATTR3res *r = data;
   s->u.nfsstat = r->status;
   if (r->status == NFS3_OK) {
@@ -256,12 +251,7 @@ static void getattr_sync_cb(struct rpc_context *rpc, int status, void *data, voi
 static void create_sync_cb(struct rpc_context *rpc, int status, void *data, void *priv) {
   struct sync_cb *s = priv;
   (void)rpc;
-  s->done = 1;
-  s->status = status;
-  if (status != RPC_STATUS_SUCCESS) {
-    snprintf(s->err, sizeof s->err, "%s", data ? (char *)data : "cancelled");
-    return;
-  }
+  if (!sync_begin(s, status, data)) return;
   CREATE3res *r = data;
   s->u.nfsstat = r->status;
   if (r->status == NFS3_OK && r->CREATE3res_u.resok.obj.handle_follows) {
