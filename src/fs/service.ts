@@ -8,7 +8,7 @@
 import { constants } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
-import type { CreateResult, FsBridge, KernelHandle, NativeStat, SetattrRequest } from '../native/fsbridge.js';
+import type { CreateResult, FsBridge, KernelHandle, NativeStat, ObjectResult, SetattrRequest } from '../native/fsbridge.js';
 import type { GrantTable } from '../grants/table.js';
 import type { Grant } from '../grants/types.js';
 import { AuthFlavor } from '../rpc/types.js';
@@ -568,6 +568,13 @@ export class ShareFileService implements NfsFileService, MountService {
   /** LOOKUP within a resolved directory, with the share-root rule for `..`. */
   private async lookupIn(ctx: Context, name: Buffer): Promise<LookupResult> {
     const { share } = ctx;
+    if (!(name.length === 2 && isDotName(name))) {
+      // Any name but "..": the directory's stat comes with the lookup (one pool round trip).
+      const found = await this.native.lookup(ctx.creds, ctx.object.fd, name);
+      const dirAttr = found.dirStat ? toFattr3(found.dirStat, share.fsid) : null;
+      if (found.dirStat && !isDirectory(found.dirStat)) return { status: Nfs3Status.NFS3ERR_NOTDIR, objAttr: null, dirAttr };
+      return this.lookupAnswer(share, found, dirAttr);
+    }
     const dirResult = await this.native.fstat(ctx.object.fd);
     const dirStat = dirResult.stat;
     const dirAttr = dirStat ? toFattr3(dirStat, share.fsid) : null;
@@ -581,7 +588,10 @@ export class ShareFileService implements NfsFileService, MountService {
       const walk = await this.native.beneath(ctx.object.fd, share.dev, share.ino);
       if (walk.err !== 0 || !walk.beneath) return { status: Nfs3Status.NFS3ERR_STALE, objAttr: null, dirAttr };
     }
-    const found = await this.native.lookup(ctx.creds, ctx.object.fd, name);
+    return this.lookupAnswer(share, await this.native.lookup(ctx.creds, ctx.object.fd, name), dirAttr);
+  }
+
+  private lookupAnswer(share: ShareRoot, found: ObjectResult, dirAttr: Fattr3 | null): LookupResult {
     if (found.err !== 0 || !found.stat) return { status: errnoToNfs3(found.err), objAttr: null, dirAttr };
     // Another filesystem mounted inside the share is not part of it.
     const handle = this.handleFor(share, found.handle, found.mountId);

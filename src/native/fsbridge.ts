@@ -186,8 +186,9 @@ export interface FsBridge {
    * As creds: openat(dirFd, name, O_PATH | O_NOFOLLOW), then fstat and name_to_handle_at of that one
    * fd (so handle and stat are of the same object); search permission checked by the kernel.
    * If only the handle fails (a filesystem without handles), err is its errno and stat is present.
+   * dirStat: fstat of dirFd taken just before (absent if it failed).
    */
-  lookup(creds: Uint32Array | null, dirFd: number, name: Buffer): Promise<ObjectResult>;
+  lookup(creds: Uint32Array | null, dirFd: number, name: Buffer): Promise<ObjectResult & { dirStat?: NativeStat }>;
   /**
    * As creds: which of R_OK (4), W_OK (2), X_OK (1) the caller has on the object, by
    * faccessat2(fd, "", mode, AT_EACCESS | AT_EMPTY_PATH) for each.
