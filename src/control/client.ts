@@ -106,6 +106,9 @@ export class ControllerClient extends EventEmitter {
       return;
     }
     if (this.stopped()) {
+      // stopped while the credentials were read: terminating a socket still connecting emits
+      // 'error', which must have a listener or it takes the daemon down
+      socket.on('error', () => undefined);
       socket.terminate();
       return;
     }

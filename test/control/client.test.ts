@@ -326,3 +326,19 @@ t.test('wss: the configured CA is the only one trusted; client certificate prese
   const socket = (peer.ws as unknown as { _socket: { getPeerCertificate(): { subject: { CN: string } } } })._socket;
   t.equal(socket.getPeerCertificate().subject.CN, 'node-1', 'the client certificate reached the controller');
 });
+
+t.test('stopped while a connection attempt reads its credentials: no crash, nothing left open', async (t) => {
+  const fake = await FakeController.start(t);
+  const dir = mkdtempSync(path.join(tmpdir(), 'mgw-client-stop-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const tokenFile = path.join(dir, 'token');
+  writeFileSync(tokenFile, 'tok\n');
+  for (let i = 0; i < 20; i++) {
+    const { applier, client } = gateway(t, [fake.url], { tokenFile });
+    await applier.start({ loadStore: true });
+    client.start(); // the attempt now awaits the token file
+    await client.stop();
+  }
+  await new Promise((r) => setTimeout(r, 200)); // an unhandled 'error' would have thrown by now
+  t.pass('20 stops during connect, the process is still here');
+});
