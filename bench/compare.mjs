@@ -23,6 +23,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { outputLines } from './lines.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '..');
@@ -162,24 +163,16 @@ async function startOurs() {
   const child = track(spawn(process.execPath, [cli, 'serve', '--config', config], { env, stdio: ['ignore', 'pipe', 'pipe'] }));
   const output = [];
   return await new Promise((resolve, reject) => {
-    let rest = '';
     let port;
     const timer = setTimeout(() => reject(new Error(`our daemon is not ready after 60 s:\n${output.join('\n')}`)), 60_000);
     child.stderr.on('data', (c) => output.push(`stderr: ${c}`));
-    child.stdout.on('data', (chunk) => {
-      rest += chunk;
-      let i;
-      while ((i = rest.indexOf('\n')) >= 0) {
-        const line = rest.slice(0, i);
-        rest = rest.slice(i + 1);
-        if (output.length < 200) output.push(line);
-        let rec;
-        try { rec = JSON.parse(line); } catch { continue; }
-        if (rec.msg === 'listening' && rec.transport === 'tcp') port = rec.port;
-        if (rec.msg === 'ready') { clearTimeout(timer); resolve({ name: 'ours', child, pid: child.pid, port, url: `nfs://127.0.0.1/bench?version=3&nfsport=${port}&mountport=${port}`, output }); }
-        if (rec.level >= 50 && output.length >= 200) output.push(line); // keep errors
-      }
-    });
+    child.stdout.on('data', outputLines((line, rec) => {
+      if (output.length < 200) output.push(line);
+      if (!rec) return;
+      if (rec.msg === 'listening' && rec.transport === 'tcp') port = rec.port;
+      if (rec.msg === 'ready') { clearTimeout(timer); resolve({ name: 'ours', child, pid: child.pid, port, url: `nfs://127.0.0.1/bench?version=3&nfsport=${port}&mountport=${port}`, output }); }
+      if (rec.level >= 50 && output.length >= 200) output.push(line); // keep errors
+    }));
     child.once('exit', (code, signal) => { clearTimeout(timer); reject(new Error(`our daemon exited (${code ?? signal}) before ready:\n${output.join('\n')}`)); });
   });
 }

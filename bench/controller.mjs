@@ -15,6 +15,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { outputLines } from './lines.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const cli = path.join(root, 'bin', 'manila-gateway.cjs');
@@ -42,24 +43,12 @@ function start(args, ready) {
   child.on('exit', () => children.delete(child));
   const lines = [];
   const waiters = [];
-  let rest = '';
-  child.stdout.on('data', (chunk) => {
-    rest += chunk;
-    let i;
-    while ((i = rest.indexOf('\n')) >= 0) {
-      const line = rest.slice(0, i);
-      rest = rest.slice(i + 1);
-      let record;
-      try {
-        record = JSON.parse(line);
-      } catch {
-        continue;
-      }
-      record.receivedAt = performance.now();
-      lines.push(record);
-      for (const w of [...waiters]) if (w.match(record)) { waiters.splice(waiters.indexOf(w), 1); w.resolve(record); }
-    }
-  });
+  child.stdout.on('data', outputLines((_line, record) => {
+    if (!record) return;
+    record.receivedAt = performance.now();
+    lines.push(record);
+    for (const w of [...waiters]) if (w.match(record)) { waiters.splice(waiters.indexOf(w), 1); w.resolve(record); }
+  }));
   const waitFor = (match, timeoutMs = 300_000) => {
     const seen = lines.find(match);
     if (seen) return Promise.resolve(seen);

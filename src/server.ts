@@ -22,7 +22,7 @@ import { GrantApplier } from './control/applier.js';
 import { ControllerClient } from './control/client.js';
 import type { ShareStatus } from './control/protocol.js';
 import { SOFTWARE_VERSION } from './version.js';
-import { BackendManager, type BackendStatus, type GfidRegistry } from './backends/manager.js';
+import { BackendManager, type BackendStatus } from './backends/manager.js';
 
 export interface Gateway {
   readonly logger: Logger;
@@ -77,7 +77,7 @@ export async function startGateway(config: GatewayConfig, options: StartOptions 
     backends: config.backends,
     runtimeDir: config.runtimeDir,
     logger,
-    ...(hasGfidRegistry(native) ? { gfid: native } : {}),
+    gfid: native,
     onTearDown: (backend) => late.files?.retireBackend(backend),
     onReady: (backend) => void late.applier?.retryUnavailable(backend),
     onTimeout: (backend) => metrics.backendTimeout(backend),
@@ -349,7 +349,3 @@ const RESTART_ONLY: Array<[string, (a: GatewayConfig, b: GatewayConfig) => boole
   ['controller', (a, b) => JSON.stringify(a.controller) !== JSON.stringify(b.controller)],
   ['metrics', (a, b) => JSON.stringify(a.metrics) !== JSON.stringify(b.metrics)],
 ];
-
-function hasGfidRegistry(native: object): native is GfidRegistry {
-  return typeof (native as Partial<GfidRegistry>).registerGfidMount === 'function';
-}

@@ -266,6 +266,6 @@ let loaded: FsBridge | undefined;
 
 /** The file system half of the native addon (npm install builds it with node-gyp). */
 export function fsBridge(): FsBridge {
-  loaded ??= loadAddon(['nameToHandle', 'openByHandle', 'readdir', 'raiseFileLimit']) as unknown as FsBridge;
+  loaded ??= loadAddon(['nameToHandle', 'openByHandle', 'readdir', 'raiseFileLimit', 'registerGfidMount']) as unknown as FsBridge;
   return loaded;
 }

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { pino } from 'pino';
 import { fsBridge, type FsBridge } from '../../src/native/fsbridge.js';
 import { HandleCodec, loadHandleSecret } from '../../src/fs/handle.js';
-import { ShareFileService, MountStat } from '../../src/fs/service.js';
+import { ShareFileService, MountStat, type BackendRoots } from '../../src/fs/service.js';
 import { GrantTable } from '../../src/grants/table.js';
 import type { Grant } from '../../src/grants/types.js';
 import type { Caller } from '../../src/fs/types.js';
@@ -34,6 +34,18 @@ const guest: Caller = {
   authSys: { stamp: 0, machineName: 'guest', uid: 0, gid: 0, gids: [] },
 };
 
+/** A share layer over `grants` with backend `b` at dir/b; `backends` overrides its parts. */
+function serviceOver(grants: GrantTable, backends: Partial<BackendRoots> = {}, native: FsBridge = real): ShareFileService {
+  return new ShareFileService({ native, grants, codec, logger: pino({ level: 'silent' }), backends: { rootOf: () => path.join(dir, 'b'), ...backends } });
+}
+
+/** rootOf for backend `b` that throws what `failure()` returns, while it returns something. */
+const mountsUnless = (failure: () => Error | undefined) => async () => {
+  const error = failure();
+  if (error) throw error;
+  return path.join(dir, 'b');
+};
+
 t.test('requests pass the gate: JUKEBOX past the bound, the slot kept by the stuck call', async (t) => {
   let hold: Promise<void> | undefined;
   let release!: () => void;
@@ -47,7 +59,7 @@ t.test('requests pass the gate: JUKEBOX past the bound, the slot kept by the stu
   const gate = new BackendGate({ limit: 1, timeoutMs: 150 });
   const grants = new GrantTable();
   grants.upsert(grant({ id: 'g', share: 'share' }));
-  const service = new ShareFileService({ native, grants, codec, logger: pino({ level: 'silent' }), backends: { rootOf: () => path.join(dir, 'b'), gateOf: () => gate } });
+  const service = serviceOver(grants, { gateOf: () => gate }, native);
   t.teardown(() => service.close());
   const root = (await service.mount(guest, '/share')).handle!;
   const found = await service.lookup(guest, root, Buffer.from('a'));
@@ -73,18 +85,7 @@ t.test('a backend that cannot be mounted: MNT3ERR_IO, the error code for the gra
   let failure: Error | undefined;
   const grants = new GrantTable();
   grants.upsert(grant({ id: 'g', share: 'share' }));
-  const service = new ShareFileService({
-    native: real,
-    grants,
-    codec,
-    logger: pino({ level: 'silent' }),
-    backends: {
-      rootOf: async () => {
-        if (failure) throw failure;
-        return path.join(dir, 'b');
-      },
-    },
-  });
+  const service = serviceOver(grants, { rootOf: mountsUnless(() => failure) });
   t.teardown(() => service.close());
   const root = (await service.mount(guest, '/share')).handle!;
   failure = new BackendError('BACKEND_UNAVAILABLE', 'backend b cannot be mounted: mount error(13)');
@@ -99,7 +100,7 @@ t.test('a backend that cannot be mounted: MNT3ERR_IO, the error code for the gra
 t.test('a backend that may not be shared whole', async (t) => {
   const grants = new GrantTable();
   grants.upsert(grant({ id: 'g', share: 'all', path: '.' }));
-  const service = new ShareFileService({ native: real, grants, codec, logger: pino({ level: 'silent' }), backends: { rootOf: () => path.join(dir, 'b'), rootShareAllowed: () => false } });
+  const service = serviceOver(grants, { rootShareAllowed: () => false });
   t.teardown(() => service.close());
   await t.rejects(service.openShare('all'), { code: 'SHARE_AT_BACKEND_ROOT' });
   t.equal((await service.mount(guest, '/all')).status, MountStat.MNT3ERR_IO);
@@ -109,7 +110,7 @@ t.test('RENAME and LINK take one slot for both handles: no deadlock with max_inf
   const gate = new BackendGate({ limit: 1, timeoutMs: 2000 });
   const grants = new GrantTable();
   grants.upsert(grant({ id: 'g', share: 'share' }));
-  const service = new ShareFileService({ native: real, grants, codec, logger: pino({ level: 'silent' }), backends: { rootOf: () => path.join(dir, 'b'), gateOf: () => gate } });
+  const service = serviceOver(grants, { gateOf: () => gate });
   t.teardown(() => service.close());
   const root = (await service.mount(guest, '/share')).handle!;
   const file = (await service.lookup(guest, root, Buffer.from('a'))).handle!;
@@ -123,22 +124,11 @@ t.test('RENAME and LINK take one slot for both handles: no deadlock with max_inf
 t.test('after a restart while the backend is down, old handles wait (JUKEBOX), they are not STALE', async (t) => {
   const grants = new GrantTable();
   grants.upsert(grant({ id: 'g', share: 'share' }));
-  const before = new ShareFileService({ native: real, grants, codec, logger: pino({ level: 'silent' }), backends: { rootOf: () => path.join(dir, 'b') } });
+  const before = serviceOver(grants);
   const root = (await before.mount(guest, '/share')).handle!;
   before.close();
   let down = true;
-  const after = new ShareFileService({
-    native: real,
-    grants,
-    codec,
-    logger: pino({ level: 'silent' }),
-    backends: {
-      rootOf: async () => {
-        if (down) throw new BackendError('BACKEND_UNAVAILABLE', 'backend b cannot be mounted');
-        return path.join(dir, 'b');
-      },
-    },
-  });
+  const after = serviceOver(grants, { rootOf: mountsUnless(() => (down ? new BackendError('BACKEND_UNAVAILABLE', 'backend b cannot be mounted') : undefined)) });
   t.teardown(() => after.close());
   t.equal((await after.getattr(guest, root)).status, Nfs3Status.NFS3ERR_JUKEBOX, 'JUKEBOX while the backend cannot be mounted');
   down = false;

@@ -131,6 +131,29 @@ function installExitHook(): void {
   });
 }
 
+/**
+ * A 'data' listener for a child's output: calls `onLine` once per complete line, with the line
+ * parsed when it is a JSON object (pino's lines), undefined otherwise.
+ */
+export function outputLines(onLine: (line: string, record: Record<string, unknown> | undefined) => void): (chunk: Buffer) => void {
+  let rest = '';
+  return (chunk) => {
+    rest += chunk.toString('utf8');
+    let i: number;
+    while ((i = rest.indexOf('\n')) >= 0) {
+      const line = rest.slice(0, i);
+      rest = rest.slice(i + 1);
+      let record: unknown;
+      try {
+        record = JSON.parse(line);
+      } catch {
+        record = undefined;
+      }
+      onLine(line, record && typeof record === 'object' ? (record as Record<string, unknown>) : undefined);
+    }
+  };
+}
+
 export async function startDaemon(opts: StartOptions = {}): Promise<Daemon> {
   if (!existsSync(cliPath)) {
     throw new Error(`${cliPath} is missing: build the daemon first (npm run build)`);
@@ -187,29 +210,13 @@ export async function startDaemon(opts: StartOptions = {}): Promise<Daemon> {
   const json: Record<string, unknown>[] = [];
   const listening: Listening[] = [];
   let onLine: ((rec: Record<string, unknown>) => void) | undefined;
-  const splitter = (prefix: string, parse: boolean) => {
-    let rest = '';
-    return (chunk: Buffer) => {
-      rest += chunk.toString('utf8');
-      let i: number;
-      while ((i = rest.indexOf('\n')) >= 0) {
-        const line = rest.slice(0, i);
-        rest = rest.slice(i + 1);
-        lines.push(prefix + line);
-        if (!parse) continue;
-        let rec: unknown;
-        try {
-          rec = JSON.parse(line);
-        } catch {
-          continue;
-        }
-        if (rec && typeof rec === 'object') {
-          json.push(rec as Record<string, unknown>);
-          onLine?.(rec as Record<string, unknown>);
-        }
-      }
-    };
-  };
+  const splitter = (prefix: string, parse: boolean) =>
+    outputLines((line, record) => {
+      lines.push(prefix + line);
+      if (!parse || !record) return;
+      json.push(record);
+      onLine?.(record);
+    });
   child.stdout!.on('data', splitter('', true));
   child.stderr!.on('data', splitter('stderr: ', false));
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {

@@ -2,7 +2,7 @@
 // start it again on the same state (restart-stable handles) and mounts (adoption). Resolves once
 // it logged "ready", with the first TCP port it listens on.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { repoRoot, daemonCommand } from './daemon.js';
+import { repoRoot, daemonCommand, outputLines } from './daemon.js';
 
 export interface GatewayProcess {
   port: number;
@@ -17,26 +17,18 @@ export async function startGatewayProcess(configPath: string, readyTimeoutMs = 6
   const child = spawn(...daemonCommand(['serve', '--config', configPath]), { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
   const lines: Record<string, unknown>[] = [];
   const text: string[] = [];
-  let rest = '';
   let port: number | undefined;
   let onReady: (() => void) | undefined;
-  child.stdout!.on('data', (chunk: Buffer) => {
-    rest += chunk.toString('utf8');
-    let i: number;
-    while ((i = rest.indexOf('\n')) >= 0) {
-      const line = rest.slice(0, i);
-      rest = rest.slice(i + 1);
+  child.stdout!.on(
+    'data',
+    outputLines((line, record) => {
       text.push(line);
-      try {
-        const record = JSON.parse(line) as Record<string, unknown>;
-        lines.push(record);
-        if (record.msg === 'listening' && record.transport === 'tcp' && port === undefined) port = record.port as number;
-        if (record.msg === 'ready') onReady?.();
-      } catch {
-        /* not JSON */
-      }
-    }
-  });
+      if (!record) return;
+      lines.push(record);
+      if (record.msg === 'listening' && record.transport === 'tcp' && port === undefined) port = record.port as number;
+      if (record.msg === 'ready') onReady?.();
+    }),
+  );
   child.stderr!.on('data', (chunk: Buffer) => text.push(`stderr: ${chunk.toString('utf8')}`));
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   await new Promise<void>((resolve, reject) => {
