@@ -55,10 +55,6 @@ export class BackendGate {
     return this.running;
   }
 
-  get waiting(): number {
-    return this.queue.length;
-  }
-
   /**
    * Runs `work` when a slot is free. Resolves with its value, or with a timeout once `timeoutMs`
    * has passed since this call; `work` itself keeps its slot until it settles.

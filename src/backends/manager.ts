@@ -143,11 +143,6 @@ export class BackendManager {
     return !this.backends.get(id)?.driver.gfidHandles;
   }
 
-  /** Whether a backend is known to hang: new operations are refused at once instead of joining the stuck ones. */
-  isHung(id: string): boolean {
-    return this.backends.get(id)?.state === 'hung';
-  }
-
   /** Starts the health checks. */
   start(): void {
     for (const backend of this.backends.values()) {

@@ -1,5 +1,6 @@
 // The config file's shape (DESIGN.md "Interfaces others rely on"), as JSON Schema for ajv.
 // Field names are the file's own (snake_case); the loader maps them to the daemon's types.
+import { BACKEND_TYPES } from '../backends/config.js';
 
 /** Ids (node, grant, share, backend, vm): the one rule, for the config, the API and the wire. */
 export const ID_PATTERN = '^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$';
@@ -123,7 +124,7 @@ export const configSchema = {
         // the fields of each type are checked by src/backends/config.ts, which names the field
         properties: {
           id,
-          type: { enum: ['local', 'cephfs', 'glusterfs', 'gpfs', 'nfs'] },
+          type: { enum: BACKEND_TYPES },
         },
       },
     },

@@ -24,6 +24,7 @@ import type { Peer } from '../rpc/types.js';
 import type { NfsShareProcedure, ShareOpObserver } from '../fs/service.js';
 import { Nfs3Status } from '../nfs3/types.js';
 import { SOFTWARE_VERSION } from '../version.js';
+import { BACKEND_STATES } from '../backends/manager.js';
 
 export const METRIC_PREFIX = 'manila_gateway_';
 
@@ -52,13 +53,12 @@ export interface BackendHealth {
   readonly id: string;
   readonly type: string;
   readonly up: boolean;
-  /** One of BACKEND_STATES (idle, mounting, ready, unavailable, hung). */
+  /** One of BACKEND_STATES (src/backends/manager.ts). */
   readonly state?: string;
   /** Operations running on it (stuck ones included). */
   readonly inflight?: number;
 }
 
-export const BACKEND_STATE_NAMES = ['idle', 'mounting', 'ready', 'unavailable', 'hung'] as const;
 
 /**
  * Where the state gauges come from, read on every scrape. Each is optional: a gauge without a
@@ -414,7 +414,7 @@ export function createMetrics(sources: MetricsSources = {}): GatewayMetrics {
         const got = read('backend_state', source);
         if (!got.ok) return;
         for (const backend of got.value) {
-          for (const state of BACKEND_STATE_NAMES) this.set({ backend: backend.id, state }, backend.state === state ? 1 : 0);
+          for (const state of BACKEND_STATES) this.set({ backend: backend.id, state }, backend.state === state ? 1 : 0);
         }
       },
     });
