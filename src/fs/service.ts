@@ -12,6 +12,7 @@ import type { CreateResult, FsBridge, KernelHandle, NativeStat, ObjectResult, Se
 import type { GrantTable } from '../grants/table.js';
 import type { Grant } from '../grants/types.js';
 import { AuthFlavor } from '../rpc/types.js';
+import { largeBuffers } from '../rpc/buffers.js';
 import {
   ACCESS3,
   CreateMode,
@@ -634,7 +635,14 @@ export class ShareFileService implements NfsFileService, MountService {
 
   async read(caller: Caller, fh: Buffer, offset: bigint, count: number, target: ReadTarget): Promise<ReadResult> {
     return this.with(caller, fh, (status) => ({ status, attr: null, count: 0, eof: false }), async (ctx) => {
-      const result = await this.native.read(ctx.creds, ctx.object.fd, target.buffer, target.offset, count, offset);
+      // Pinned while the pool thread may write into it, even past a JUKEBOX at the gate's timeout.
+      largeBuffers.pin(target.buffer);
+      let result: Awaited<ReturnType<FsBridge['read']>>;
+      try {
+        result = await this.native.read(ctx.creds, ctx.object.fd, target.buffer, target.offset, count, offset);
+      } finally {
+        largeBuffers.unpin(target.buffer);
+      }
       const attr = result.after ? toFattr3(result.after, ctx.share.fsid) : null;
       if (result.err !== 0) return { status: errnoToNfs3(result.err), attr: attr ?? (await this.attrOf(ctx)), count: 0, eof: false };
       this.observeBytes(ctx.share.id, 'read', result.count);
@@ -647,7 +655,13 @@ export class ShareFileService implements NfsFileService, MountService {
     return this.with(caller, fh, fail, async (ctx) => {
       if (this.readOnly(ctx)) return fail(Nfs3Status.NFS3ERR_ROFS);
       if (offset + BigInt(data.length) > BigInt(Number.MAX_SAFE_INTEGER)) return fail(Nfs3Status.NFS3ERR_FBIG);
-      const result = await this.native.write(ctx.creds, ctx.object.fd, data, offset, stable);
+      largeBuffers.pin(data); // the record is not reused while the pool thread reads from it
+      let result: Awaited<ReturnType<FsBridge['write']>>;
+      try {
+        result = await this.native.write(ctx.creds, ctx.object.fd, data, offset, stable);
+      } finally {
+        largeBuffers.unpin(data);
+      }
       const data_wcc = wcc(result.before, result.after, ctx.share.fsid);
       if (result.err !== 0) return { ...fail(errnoToNfs3(result.err)), wcc: data_wcc };
       this.observeBytes(ctx.share.id, 'write', result.count);

@@ -14,10 +14,18 @@ import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import type { RpcDispatcher } from './dispatch.js';
 import { RecordError, RecordReader } from './record.js';
+import { LARGE_BUFFER_MIN, largeBuffers } from './buffers.js';
 import { peerIdentity, type ConnectionInfo, type Peer } from './types.js';
 
 export const DEFAULT_MAX_CALLS_IN_FLIGHT = 64;
 export const DEFAULT_IDLE_TIMEOUT_MS = 5 * 60 * 1000;
+/**
+ * Reply bytes queued on the socket before new calls stop being started. The stream's own mark
+ * (16 KiB) is below one READ reply, so obeying it would let one 1 MiB reply in flight at a time;
+ * 8 MiB keeps a client's 32 MiB of reads in flight moving while still bounding what a peer that
+ * does not read can make us hold.
+ */
+export const DEFAULT_MAX_QUEUED_REPLY_BYTES = 8 * 1024 * 1024;
 
 export interface RpcConnectionOptions {
   /** Largest record accepted; a larger one closes the connection. Default DEFAULT_MAX_RECORD_SIZE. */
@@ -33,6 +41,8 @@ export interface RpcConnectionOptions {
   idleTimeoutMs?: number;
   /** The port of the listener the connection arrived on (ConnectionInfo.localPort). */
   localPort?: number;
+  /** Reply bytes queued on the socket before reading pauses. Default 8 MiB. */
+  maxQueuedReplyBytes?: number;
 }
 
 let nextConnectionId = 1;
@@ -56,6 +66,7 @@ export class RpcConnection extends EventEmitter implements ConnectionInfo {
   private readonly reader: RecordReader;
   private readonly maxCallsInFlight: number;
   private readonly idleTimeoutMs: number;
+  private readonly maxQueuedReplyBytes: number;
 
   private inFlight = 0;
   /** Records read while maxCallsInFlight calls were running. */
@@ -80,6 +91,7 @@ export class RpcConnection extends EventEmitter implements ConnectionInfo {
     this.logger = logger.child({ conn: this.id, peer: peerIdentity(peer) });
     this.maxCallsInFlight = Math.max(1, options.maxCallsInFlight ?? DEFAULT_MAX_CALLS_IN_FLIGHT);
     this.idleTimeoutMs = options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS;
+    this.maxQueuedReplyBytes = Math.max(0, options.maxQueuedReplyBytes ?? DEFAULT_MAX_QUEUED_REPLY_BYTES);
     const readerOptions: { maxRecordSize?: number; maxFragments?: number } = {};
     if (options.maxRecordSize !== undefined) readerOptions.maxRecordSize = options.maxRecordSize;
     if (options.maxFragments !== undefined) readerOptions.maxFragments = options.maxFragments;
@@ -182,7 +194,12 @@ export class RpcConnection extends EventEmitter implements ConnectionInfo {
   private start(record: Buffer): void {
     this.inFlight += 1;
     this.dispatcher.dispatch(record, this.peer, this).then(
-      (reply) => this.finishCall(reply),
+      (reply) => {
+        // Answered: nothing holds the record any more (a READ or WRITE still running on the
+        // threadpool past its timeout has pinned its buffer, and give() leaves it alone).
+        if (record.length >= LARGE_BUFFER_MIN) largeBuffers.give(record);
+        this.finishCall(reply);
+      },
       (err: unknown) => {
         // dispatch() never rejects; if it does, the caller would wait for a reply forever, so
         // closing makes the client reconnect and retransmit.
@@ -215,7 +232,11 @@ export class RpcConnection extends EventEmitter implements ConnectionInfo {
       // replies of one turn leave in one writev.
       setImmediate(this.uncork);
     }
-    if (!socket.write(reply) && !this.writeBlocked) {
+    if (reply.length >= LARGE_BUFFER_MIN) socket.write(reply, () => largeBuffers.give(reply));
+    else socket.write(reply);
+    // Blocked by what is queued, not by write()'s answer (see DEFAULT_MAX_QUEUED_REPLY_BYTES);
+    // 'drain' still comes once the queue empties, since write() returned false on the way up.
+    if (!this.writeBlocked && socket.writableLength > this.maxQueuedReplyBytes) {
       this.writeBlocked = true;
       this.updateFlow();
     }

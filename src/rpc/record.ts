@@ -9,6 +9,8 @@
 // Copies: a record whose bytes arrived in one chunk is handed out as a subarray of that chunk;
 // one spread over several chunks or fragments is gathered as views and concatenated once.
 
+import { LARGE_BUFFER_MIN, largeBuffers } from './buffers.js';
+
 /** Bytes of the record mark in front of every fragment. */
 export const RECORD_MARK_SIZE = 4;
 
@@ -158,7 +160,7 @@ export class RecordReader {
     this.announced = 0;
     this.fragments = 0;
     if (total === 0) return; // empty record: dropped (see the class comment)
-    this.onRecord(pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces, total));
+    this.onRecord(pieces.length === 1 ? pieces[0]! : gather(pieces, total));
   }
 
   private fail(code: RecordErrorCode, message: string): never {
@@ -167,6 +169,18 @@ export class RecordReader {
     this.recordLength = 0;
     throw this.failure;
   }
+}
+
+/** One record from its pieces: a large one (a WRITE) into a pooled buffer the connection hands back. */
+function gather(pieces: Buffer[], total: number): Buffer {
+  const pooled = total >= LARGE_BUFFER_MIN ? largeBuffers.take(total) : undefined;
+  if (pooled === undefined) return Buffer.concat(pieces, total);
+  let at = 0;
+  for (const piece of pieces) {
+    pooled.set(piece, at);
+    at += piece.length;
+  }
+  return pooled.subarray(0, total);
 }
 
 /**

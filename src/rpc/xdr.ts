@@ -1,6 +1,8 @@
 // XDR (RFC 4506) on Buffers in place: the reader hands out subarrays, never copies; the
 // writer grows one buffer and lets callers reserve room to fill later (record mark, READ data).
 
+import { LARGE_BUFFER_MIN, largeBuffers } from './buffers.js';
+
 /** Thrown by XdrReader on a short or malformed message; the dispatcher turns it into GARBAGE_ARGS. */
 export class XdrError extends Error {
   readonly code: 'XDR_SHORT' | 'XDR_TOO_LONG' | 'XDR_BAD_VALUE';
@@ -104,7 +106,8 @@ export class XdrWriter {
     if (need > this.buffer.length) {
       let size = this.buffer.length * 2;
       while (size < need) size *= 2;
-      const grown = Buffer.allocUnsafe(size);
+      // Large replies (READ data) come from the shared pool; the connection hands them back.
+      const grown = (need >= LARGE_BUFFER_MIN ? largeBuffers.take(need) : undefined) ?? Buffer.allocUnsafe(size);
       this.buffer.copy(grown, 0, 0, this.offset);
       this.buffer = grown;
     }

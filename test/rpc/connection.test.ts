@@ -7,6 +7,7 @@ import { pino, type Logger } from 'pino';
 import { RpcDispatcher } from '../../src/rpc/dispatch.js';
 import { RpcServer } from '../../src/rpc/server.js';
 import type { RpcConnectionOptions } from '../../src/rpc/connection.js';
+import { largeBuffers } from '../../src/rpc/buffers.js';
 import { TcpListener } from '../../src/transport/tcp.js';
 import type { ProcedureHandler, RpcProgram } from '../../src/rpc/types.js';
 import { call, parseReply, record, u32 } from '../helpers/rpc-bytes.js';
@@ -234,6 +235,45 @@ t.test('a peer that does not read its replies stops being read (write backpressu
   const replies = await c.waitFor(n, 20_000);
   t.equal(replies.length, n);
   t.equal(replies[n - 1]!.length, 24 + 4 + size);
+});
+
+t.test('large replies go back to the buffer pool once the socket has taken them', async (t) => {
+  const h = await start(t);
+  const c = new Client(h.port);
+  t.teardown(() => c.destroy());
+  await c.ready();
+  while (largeBuffers.freeCount > 0) largeBuffers.take(1); // earlier tests filled the free list
+  const before = largeBuffers.freeCount;
+  const size = 512 * 1024;
+  const calls: Buffer[] = [];
+  for (let i = 0; i < 4; i++) calls.push(record(call({ xid: i, prog: PROG, vers: 1, proc: 3, args: u32(size) })));
+  c.send(Buffer.concat(calls));
+  const replies = await c.waitFor(4, 20_000);
+  t.ok(replies.every((r) => r.length === 24 + 4 + size && r[r.length - 1] === 1), 'whole replies, bytes intact');
+  await sleep(50);
+  t.ok(largeBuffers.freeCount > before, `free buffers ${before} -> ${largeBuffers.freeCount}`);
+});
+
+t.test('a peer that does not read stalls the calls once 8 MiB of replies wait; a lower bound stalls sooner', async (t) => {
+  const started: number[] = [];
+  for (const maxQueuedReplyBytes of [undefined, 1024 * 1024]) {
+    const h = await start(t, maxQueuedReplyBytes === undefined ? {} : { maxQueuedReplyBytes });
+    const c = new Client(h.port);
+    t.teardown(() => c.destroy());
+    await c.ready();
+    c.socket.pause();
+    const n = 400;
+    const size = 256 * 1024; // 100 MiB of replies in all
+    const calls: Buffer[] = [];
+    for (let i = 0; i < n; i++) calls.push(record(call({ xid: i, prog: PROG, vers: 1, proc: 3, args: u32(size) })));
+    c.send(Buffer.concat(calls));
+    await sleep(500);
+    started.push(h.stats.started);
+    c.destroy();
+  }
+  // What is started while the peer does not read: the socket buffers (a few MiB on loopback) plus the bound.
+  t.ok(started[0]! < 400 && started[0]! * 256 * 1024 < 64 * 1024 * 1024, `default bound: ${started[0]} calls started`);
+  t.ok(started[1]! < started[0]!, `1 MiB bound: ${started[1]} calls started`);
 });
 
 t.test('an oversized record closes only that connection', async (t) => {

@@ -1,0 +1,82 @@
+import t, { type Test } from 'tap';
+import { LARGE_BUFFER_MIN, LARGE_BUFFER_SIZE, LargeBufferPool, largeBuffers } from '../../src/rpc/buffers.js';
+import { XdrWriter } from '../../src/rpc/xdr.js';
+import { RecordReader } from '../../src/rpc/record.js';
+
+t.test('a buffer given back is the next one taken; sizes beyond the class are refused', async (t) => {
+  const pool = new LargeBufferPool();
+  const a = pool.take(LARGE_BUFFER_SIZE)!;
+  t.equal(a.length, LARGE_BUFFER_SIZE);
+  t.equal(pool.take(LARGE_BUFFER_SIZE + 1), undefined);
+  pool.give(a.subarray(100, 200)); // any view of it
+  t.equal(pool.freeCount, 1);
+  pool.give(a); // twice: still one entry
+  t.equal(pool.freeCount, 1);
+  t.equal(pool.take(10)!.buffer, a.buffer, 'the same memory comes back');
+  t.equal(pool.freeCount, 0);
+});
+
+t.test('buffers the pool did not make are ignored', async (t) => {
+  const pool = new LargeBufferPool();
+  pool.give(Buffer.allocUnsafeSlow(LARGE_BUFFER_SIZE));
+  pool.give(Buffer.alloc(16));
+  t.equal(pool.freeCount, 0);
+});
+
+t.test('a pinned buffer is never handed out again, even once unpinned after being given back', async (t) => {
+  const pool = new LargeBufferPool();
+  const a = pool.take(LARGE_BUFFER_SIZE)!;
+  pool.pin(a);
+  pool.pin(a.subarray(8));
+  pool.give(a); // the call answered (JUKEBOX) while the pool thread still uses it
+  t.equal(pool.freeCount, 0);
+  pool.unpin(a);
+  pool.give(a);
+  t.equal(pool.freeCount, 0, 'still pinned once');
+  pool.unpin(a);
+  const b = pool.take(LARGE_BUFFER_SIZE)!;
+  t.not(b.buffer, a.buffer, 'a fresh buffer: the dropped one is left to the garbage collector');
+  pool.give(a); // a late give after the last unpin is fine: nobody uses it any more
+  t.equal(pool.freeCount, 1);
+});
+
+t.test('the free list is bounded and let go when idle', async (t) => {
+  const pool = new LargeBufferPool({ maxFree: 2, idleMs: 50 });
+  const taken = [pool.take(1)!, pool.take(1)!, pool.take(1)!];
+  for (const b of taken) pool.give(b);
+  t.equal(pool.freeCount, 2);
+  await new Promise((resolve) => setTimeout(resolve, 150));
+  t.equal(pool.freeCount, 0);
+});
+
+t.test('XDR writers grow into pooled buffers; large records are gathered into one', async (t) => {
+  const w = new XdrWriter(512);
+  w.ensure(LARGE_BUFFER_MIN);
+  pinnedCheck(t, w.buffer);
+  const w2 = new XdrWriter(512);
+  w2.ensure(100);
+  t.equal(w2.buffer.length, 512, 'small replies do not touch the pool');
+
+  const records: Buffer[] = [];
+  const reader = new RecordReader((r) => records.push(r));
+  const body = Buffer.alloc(LARGE_BUFFER_MIN + 10, 7);
+  const mark = Buffer.alloc(4);
+  mark.writeUInt32BE((0x8000_0000 | body.length) >>> 0);
+  const wire = Buffer.concat([mark, body]);
+  for (let at = 0; at < wire.length; at += 4096) reader.push(wire.subarray(at, at + 4096));
+  t.equal(records.length, 1);
+  t.same(records[0], body);
+  pinnedCheck(t, records[0]!);
+});
+
+function pinnedCheck(t: Test, view: Buffer): void {
+  // Pooled memory is the pool's size class; a pin keeps it out of the free list.
+  t.equal(view.buffer.byteLength, LARGE_BUFFER_SIZE, 'from the pool');
+  const before = largeBuffers.freeCount;
+  largeBuffers.pin(view);
+  largeBuffers.give(view);
+  t.equal(largeBuffers.freeCount, before, 'pinned: not taken back');
+  largeBuffers.unpin(view);
+  largeBuffers.give(view);
+  t.equal(largeBuffers.freeCount, before + 1, 'unpinned: taken back');
+}
