@@ -13,6 +13,7 @@ AddonData* GetAddonData(Napi::Env env) { return env.GetInstanceData<AddonData>()
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitDaemonCreds();
   env.SetInstanceData<AddonData>(new AddonData());  // deleted by Node with the environment
+  if (!InitStatBuilder(env)) return exports;         // exception pending: the require fails
   InitHandles(env, exports);
   InitIo(env, exports);
   InitFsOps(env, exports);

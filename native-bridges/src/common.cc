@@ -88,20 +88,73 @@ const char* const kStatKeyNames[kStatFields] = {
 };
 }  // namespace
 
-Napi::Object StatToJs(Napi::Env env, const struct stat& st) {
-  const double v[kStatFields] = {
-      static_cast<double>(st.st_dev),          static_cast<double>(st.st_ino),
-      static_cast<double>(st.st_mode),         static_cast<double>(st.st_nlink),
-      static_cast<double>(st.st_uid),          static_cast<double>(st.st_gid),
-      static_cast<double>(major(st.st_rdev)),  static_cast<double>(minor(st.st_rdev)),
-      static_cast<double>(st.st_size),         static_cast<double>(st.st_blocks),
-      static_cast<double>(st.st_atim.tv_sec),  static_cast<double>(st.st_atim.tv_nsec),
-      static_cast<double>(st.st_mtim.tv_sec),  static_cast<double>(st.st_mtim.tv_nsec),
-      static_cast<double>(st.st_ctim.tv_sec),  static_cast<double>(st.st_ctim.tv_nsec),
+// A stat object made property by property through N-API costs 16 named stores; a JS function
+// compiled once per environment makes the same object as a literal (one hidden class, JIT-compiled)
+// from a scratch Float64Array the main thread fills just before calling it.
+const char kStatBuilderSource[] = R"JS(
+(function manilaStatBuilder(f) {
+  'use strict';
+  return function manilaStat() {
+    return {
+      dev: f[0], ino: f[1], mode: f[2], nlink: f[3], uid: f[4], gid: f[5], rdevMajor: f[6], rdevMinor: f[7],
+      size: f[8], blocks: f[9], atimeSec: f[10], atimeNsec: f[11], mtimeSec: f[12], mtimeNsec: f[13],
+      ctimeSec: f[14], ctimeNsec: f[15],
+    };
   };
-  Napi::Object o = Napi::Object::New(env);
-  for (int i = 0; i < kStatFields; i++) o.Set(kStatKeyNames[i], Napi::Number::New(env, v[i]));
-  return o;
+})
+)JS";
+
+bool InitStatBuilder(Napi::Env env) {
+  AddonData* data = GetAddonData(env);
+  Napi::Float64Array scratch = Napi::Float64Array::New(env, kStatFields);
+  Napi::Value factory = env.RunScript(kStatBuilderSource);
+  if (factory.IsEmpty() || !factory.IsFunction()) return false;
+  Napi::Value builder = factory.As<Napi::Function>().Call({scratch});
+  if (builder.IsEmpty() || !builder.IsFunction()) return false;
+  data->statScratch = Napi::Persistent(scratch);
+  data->statScratchData = scratch.Data();
+  data->statBuilder = Napi::Persistent(builder.As<Napi::Function>());
+  return true;
+}
+
+Napi::Object StatToJs(Napi::Env env, const struct stat& st) {
+  AddonData* data = GetAddonData(env);
+  double* v = data->statScratchData;
+  v[0] = static_cast<double>(st.st_dev);
+  v[1] = static_cast<double>(st.st_ino);
+  v[2] = static_cast<double>(st.st_mode);
+  v[3] = static_cast<double>(st.st_nlink);
+  v[4] = static_cast<double>(st.st_uid);
+  v[5] = static_cast<double>(st.st_gid);
+  v[6] = static_cast<double>(major(st.st_rdev));
+  v[7] = static_cast<double>(minor(st.st_rdev));
+  v[8] = static_cast<double>(st.st_size);
+  v[9] = static_cast<double>(st.st_blocks);
+  v[10] = static_cast<double>(st.st_atim.tv_sec);
+  v[11] = static_cast<double>(st.st_atim.tv_nsec);
+  v[12] = static_cast<double>(st.st_mtim.tv_sec);
+  v[13] = static_cast<double>(st.st_mtim.tv_nsec);
+  v[14] = static_cast<double>(st.st_ctim.tv_sec);
+  v[15] = static_cast<double>(st.st_ctim.tv_nsec);
+  Napi::Value o = data->statBuilder.Call({});
+  if (o.IsEmpty() || !o.IsObject()) {
+    // Only an engine failure (out of memory) gets here: fall back to the slow way.
+    if (env.IsExceptionPending()) env.GetAndClearPendingException();
+    Napi::Object slow = Napi::Object::New(env);
+    for (int i = 0; i < kStatFields; i++) slow.Set(kStatKeyNames[i], Napi::Number::New(env, v[i]));
+    return slow;
+  }
+  return o.As<Napi::Object>();
+}
+
+void Put(Napi::Object obj, const char* key, Napi::Value value) {
+  Napi::Env env = obj.Env();
+  auto& keys = GetAddonData(env)->keys;
+  auto found = keys.find(key);
+  if (found == keys.end()) {
+    found = keys.emplace(key, Napi::Persistent(Napi::String::New(env, key).As<Napi::Value>())).first;
+  }
+  obj.Set(found->second.Value(), value);
 }
 
 void SetStat(Napi::Object obj, const char* key, const OptStat& st) {
@@ -110,23 +163,23 @@ void SetStat(Napi::Object obj, const char* key, const OptStat& st) {
 
 Napi::Object HandleToJs(Napi::Env env, const HandleData& h) {
   Napi::Object o = Napi::Object::New(env);
-  o.Set("type", Napi::Number::New(env, h.type));
-  o.Set("bytes", Napi::Buffer<uint8_t>::Copy(env, h.bytes, h.len));
+  Put(o, "type", Napi::Number::New(env, h.type));
+  Put(o, "bytes", Napi::Buffer<uint8_t>::Copy(env, h.bytes, h.len));
   return o;
 }
 
 void SetObjectFields(Napi::Object obj, const ObjectData& o) {
   Napi::Env env = obj.Env();
   if (o.handle.ok) {
-    obj.Set("handle", HandleToJs(env, o.handle));
-    obj.Set("mountId", Napi::Number::New(env, o.handle.mountId));
+    Put(obj, "handle", HandleToJs(env, o.handle));
+    Put(obj, "mountId", Napi::Number::New(env, o.handle.mountId));
   }
   SetStat(obj, "stat", o.stat);
 }
 
 Napi::Object ObjectToJs(Napi::Env env, const ObjectData& o) {
   Napi::Object obj = Napi::Object::New(env);
-  obj.Set("err", Napi::Number::New(env, o.err));
+  Put(obj, "err", Napi::Number::New(env, o.err));
   SetObjectFields(obj, o);
   return obj;
 }

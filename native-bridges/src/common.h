@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <cstdint>
 #include <string>
+#include <unordered_map>
 #include <utility>
 
 #include "creds.h"
@@ -129,6 +130,12 @@ int OpenGfidHandle(int mountFd, const std::string& bytes, int flags, int* out);
 Napi::Object StatToJs(Napi::Env env, const struct stat& st);
 /** Sets obj[key] to the stat when present. */
 void SetStat(Napi::Object obj, const char* key, const OptStat& st);
+/**
+ * obj[key] = value with the key's JS string made once per environment: napi_set_named_property
+ * decodes and internalizes the C string on every call, which profiles showed as a tenth of the
+ * main thread. `key` must be a string literal (cached by address).
+ */
+void Put(Napi::Object obj, const char* key, Napi::Value value);
 Napi::Object HandleToJs(Napi::Env env, const HandleData& h);
 /** Sets handle/mountId/stat of `o` on obj (err not included). */
 void SetObjectFields(Napi::Object obj, const ObjectData& o);
@@ -201,7 +208,16 @@ Napi::Value StartOp(Napi::Env env, Op&& op) {
 struct AddonData {
   /** Builds a READDIR page's entry objects from packed arrays in one call (see readdir.cc). */
   Napi::FunctionReference readdirBuilder;
+  /** Builds one stat object from statScratch (see StatToJs). */
+  Napi::FunctionReference statBuilder;
+  Napi::Reference<Napi::Float64Array> statScratch;
+  double* statScratchData = nullptr;
+  /** Property-name strings by the address of their literal (see Put). */
+  std::unordered_map<const char*, Napi::Reference<Napi::Value>> keys;
 };
+
+/** Makes the stat builder; false with a JS exception pending if it cannot be compiled. */
+bool InitStatBuilder(Napi::Env env);
 
 AddonData* GetAddonData(Napi::Env env);
 

@@ -28,10 +28,10 @@ struct DirChangeBase {
 
   Napi::Object BuildBase(Napi::Env env) {
     Napi::Object o = Napi::Object::New(env);
-    o.Set("err", Napi::Number::New(env, err));
+    Put(o, "err", Napi::Number::New(env, err));
     SetStat(o, "dirBefore", dirBefore);
     SetStat(o, "dirAfter", dirAfter);
-    if (object.present) o.Set("object", ObjectToJs(env, object));
+    if (object.present) Put(o, "object", ObjectToJs(env, object));
     return o;
   }
   Napi::Value Build(Napi::Env env) { return BuildBase(env); }
@@ -230,7 +230,7 @@ struct RenameOp {
   }
   Napi::Value Build(Napi::Env env) {
     Napi::Object o = Napi::Object::New(env);
-    o.Set("err", Napi::Number::New(env, err));
+    Put(o, "err", Napi::Number::New(env, err));
     SetStat(o, "fromDirBefore", fromBefore);
     SetStat(o, "fromDirAfter", fromAfter);
     SetStat(o, "toDirBefore", toBefore);
@@ -312,7 +312,7 @@ struct SetattrOp {
   }
   Napi::Value Build(Napi::Env env) {
     Napi::Object o = Napi::Object::New(env);
-    o.Set("err", Napi::Number::New(env, err));
+    Put(o, "err", Napi::Number::New(env, err));
     SetStat(o, "before", before);
     SetStat(o, "after", after);
     return o;
@@ -398,14 +398,14 @@ Napi::Value Setattr(const Napi::CallbackInfo& info) {
 }  // namespace
 
 void InitFsOps(Napi::Env env, Napi::Object exports) {
-  exports.Set("create", Napi::Function::New(env, Create, "create"));
-  exports.Set("mkdir", Napi::Function::New(env, Mkdir, "mkdir"));
-  exports.Set("mknod", Napi::Function::New(env, Mknod, "mknod"));
-  exports.Set("symlink", Napi::Function::New(env, Symlink, "symlink"));
-  exports.Set("unlink", Napi::Function::New(env, Unlink, "unlink"));
-  exports.Set("rename", Napi::Function::New(env, Rename, "rename"));
-  exports.Set("link", Napi::Function::New(env, Link, "link"));
-  exports.Set("setattr", Napi::Function::New(env, Setattr, "setattr"));
+  Put(exports, "create", Napi::Function::New(env, Create, "create"));
+  Put(exports, "mkdir", Napi::Function::New(env, Mkdir, "mkdir"));
+  Put(exports, "mknod", Napi::Function::New(env, Mknod, "mknod"));
+  Put(exports, "symlink", Napi::Function::New(env, Symlink, "symlink"));
+  Put(exports, "unlink", Napi::Function::New(env, Unlink, "unlink"));
+  Put(exports, "rename", Napi::Function::New(env, Rename, "rename"));
+  Put(exports, "link", Napi::Function::New(env, Link, "link"));
+  Put(exports, "setattr", Napi::Function::New(env, Setattr, "setattr"));
 }
 
 }  // namespace manila

@@ -289,8 +289,8 @@ Napi::Value UnregisterGfidMount(const Napi::CallbackInfo& info) {
 }  // namespace
 
 void InitGfid(Napi::Env env, Napi::Object exports) {
-  exports.Set("registerGfidMount", Napi::Function::New(env, RegisterGfidMount, "registerGfidMount"));
-  exports.Set("unregisterGfidMount", Napi::Function::New(env, UnregisterGfidMount, "unregisterGfidMount"));
+  Put(exports, "registerGfidMount", Napi::Function::New(env, RegisterGfidMount, "registerGfidMount"));
+  Put(exports, "unregisterGfidMount", Napi::Function::New(env, UnregisterGfidMount, "unregisterGfidMount"));
 }
 
 }  // namespace manila

@@ -19,7 +19,7 @@ namespace {
 
 Napi::Object ErrObject(Napi::Env env, int err) {
   Napi::Object o = Napi::Object::New(env);
-  o.Set("err", Napi::Number::New(env, err));
+  Put(o, "err", Napi::Number::New(env, err));
   return o;
 }
 
@@ -39,8 +39,8 @@ struct NameToHandleOp {
   Napi::Value Build(Napi::Env env) {
     Napi::Object o = ErrObject(env, err);
     if (err == 0) {
-      o.Set("handle", HandleToJs(env, handle));
-      o.Set("mountId", Napi::Number::New(env, handle.mountId));
+      Put(o, "handle", HandleToJs(env, handle));
+      Put(o, "mountId", Napi::Number::New(env, handle.mountId));
     }
     return o;
   }
@@ -61,7 +61,7 @@ struct OpenResultOp {
   int fd = -1;
   Napi::Value Build(Napi::Env env) {
     Napi::Object o = ErrObject(env, err);
-    o.Set("fd", Napi::Number::New(env, fd));
+    Put(o, "fd", Napi::Number::New(env, fd));
     return o;
   }
 };
@@ -204,7 +204,7 @@ struct EffectiveCapsOp {
   }
   Napi::Value Build(Napi::Env env) {
     Napi::Object o = ErrObject(env, err);
-    o.Set("effective", Napi::BigInt::New(env, caps));
+    Put(o, "effective", Napi::BigInt::New(env, caps));
     return o;
   }
 };
@@ -282,7 +282,7 @@ struct AccessMaskOp {
   }
   Napi::Value Build(Napi::Env env) {
     Napi::Object o = ErrObject(env, err);
-    o.Set("mask", Napi::Number::New(env, mask));
+    Put(o, "mask", Napi::Number::New(env, mask));
     return o;
   }
 };
@@ -323,7 +323,7 @@ struct ReadlinkOp {
   }
   Napi::Value Build(Napi::Env env) {
     Napi::Object o = ErrObject(env, err);
-    if (err == 0) o.Set("target", Napi::Buffer<char>::Copy(env, target.data(), target.size()));
+    if (err == 0) Put(o, "target", Napi::Buffer<char>::Copy(env, target.data(), target.size()));
     SetStat(o, "stat", st);
     return o;
   }
@@ -388,12 +388,12 @@ struct StatfsOp {
     Napi::Object o = ErrObject(env, err);
     if (err != 0) return o;
     double unit = static_cast<double>(sf.f_frsize ? sf.f_frsize : sf.f_bsize);
-    o.Set("totalBytes", Napi::Number::New(env, static_cast<double>(sf.f_blocks) * unit));
-    o.Set("freeBytes", Napi::Number::New(env, static_cast<double>(sf.f_bfree) * unit));
-    o.Set("availBytes", Napi::Number::New(env, static_cast<double>(sf.f_bavail) * unit));
-    o.Set("totalFiles", Napi::Number::New(env, static_cast<double>(sf.f_files)));
-    o.Set("freeFiles", Napi::Number::New(env, static_cast<double>(sf.f_ffree)));
-    o.Set("nameMax", Napi::Number::New(env, static_cast<double>(sf.f_namelen)));
+    Put(o, "totalBytes", Napi::Number::New(env, static_cast<double>(sf.f_blocks) * unit));
+    Put(o, "freeBytes", Napi::Number::New(env, static_cast<double>(sf.f_bfree) * unit));
+    Put(o, "availBytes", Napi::Number::New(env, static_cast<double>(sf.f_bavail) * unit));
+    Put(o, "totalFiles", Napi::Number::New(env, static_cast<double>(sf.f_files)));
+    Put(o, "freeFiles", Napi::Number::New(env, static_cast<double>(sf.f_ffree)));
+    Put(o, "nameMax", Napi::Number::New(env, static_cast<double>(sf.f_namelen)));
     return o;
   }
 };
@@ -442,7 +442,7 @@ struct BeneathOp {
   }
   Napi::Value Build(Napi::Env env) {
     Napi::Object o = ErrObject(env, err);
-    o.Set("beneath", Napi::Boolean::New(env, beneath));
+    Put(o, "beneath", Napi::Boolean::New(env, beneath));
     return o;
   }
 };
@@ -484,19 +484,19 @@ Napi::Value RaiseFileLimit(const Napi::CallbackInfo& info) {
 }  // namespace
 
 void InitHandles(Napi::Env env, Napi::Object exports) {
-  exports.Set("nameToHandle", Napi::Function::New(env, NameToHandle, "nameToHandle"));
-  exports.Set("openByHandle", Napi::Function::New(env, OpenByHandle, "openByHandle"));
-  exports.Set("openPath", Napi::Function::New(env, OpenPath, "openPath"));
-  exports.Set("close", Napi::Function::New(env, Close, "close"));
-  exports.Set("fstat", Napi::Function::New(env, Fstat, "fstat"));
-  exports.Set("beneath", Napi::Function::New(env, Beneath, "beneath"));
-  exports.Set("effectiveCaps", Napi::Function::New(env, EffectiveCaps, "effectiveCaps"));
-  exports.Set("lookup", Napi::Function::New(env, Lookup, "lookup"));
-  exports.Set("accessMask", Napi::Function::New(env, AccessMask, "accessMask"));
-  exports.Set("readlink", Napi::Function::New(env, Readlink, "readlink"));
-  exports.Set("fsync", Napi::Function::New(env, Fsync, "fsync"));
-  exports.Set("statfs", Napi::Function::New(env, Statfs, "statfs"));
-  exports.Set("raiseFileLimit", Napi::Function::New(env, RaiseFileLimit, "raiseFileLimit"));
+  Put(exports, "nameToHandle", Napi::Function::New(env, NameToHandle, "nameToHandle"));
+  Put(exports, "openByHandle", Napi::Function::New(env, OpenByHandle, "openByHandle"));
+  Put(exports, "openPath", Napi::Function::New(env, OpenPath, "openPath"));
+  Put(exports, "close", Napi::Function::New(env, Close, "close"));
+  Put(exports, "fstat", Napi::Function::New(env, Fstat, "fstat"));
+  Put(exports, "beneath", Napi::Function::New(env, Beneath, "beneath"));
+  Put(exports, "effectiveCaps", Napi::Function::New(env, EffectiveCaps, "effectiveCaps"));
+  Put(exports, "lookup", Napi::Function::New(env, Lookup, "lookup"));
+  Put(exports, "accessMask", Napi::Function::New(env, AccessMask, "accessMask"));
+  Put(exports, "readlink", Napi::Function::New(env, Readlink, "readlink"));
+  Put(exports, "fsync", Napi::Function::New(env, Fsync, "fsync"));
+  Put(exports, "statfs", Napi::Function::New(env, Statfs, "statfs"));
+  Put(exports, "raiseFileLimit", Napi::Function::New(env, RaiseFileLimit, "raiseFileLimit"));
 }
 
 }  // namespace manila

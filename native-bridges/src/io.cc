@@ -92,9 +92,9 @@ struct ReadOp {
   }
   Napi::Value Build(Napi::Env env) {
     Napi::Object o = Napi::Object::New(env);
-    o.Set("err", Napi::Number::New(env, err));
-    o.Set("count", Napi::Number::New(env, static_cast<double>(count)));
-    o.Set("eof", Napi::Boolean::New(env, eof));
+    Put(o, "err", Napi::Number::New(env, err));
+    Put(o, "count", Napi::Number::New(env, static_cast<double>(count)));
+    Put(o, "eof", Napi::Boolean::New(env, eof));
     SetStat(o, "after", after);
     return o;
   }
@@ -165,8 +165,8 @@ struct WriteOp {
   }
   Napi::Value Build(Napi::Env env) {
     Napi::Object o = Napi::Object::New(env);
-    o.Set("err", Napi::Number::New(env, err));
-    o.Set("count", Napi::Number::New(env, static_cast<double>(count)));
+    Put(o, "err", Napi::Number::New(env, err));
+    Put(o, "count", Napi::Number::New(env, static_cast<double>(count)));
     SetStat(o, "before", before);
     SetStat(o, "after", after);
     return o;
@@ -190,8 +190,8 @@ Napi::Value Write(const Napi::CallbackInfo& info) {
 }  // namespace
 
 void InitIo(Napi::Env env, Napi::Object exports) {
-  exports.Set("read", Napi::Function::New(env, Read, "read"));
-  exports.Set("write", Napi::Function::New(env, Write, "write"));
+  Put(exports, "read", Napi::Function::New(env, Read, "read"));
+  Put(exports, "write", Napi::Function::New(env, Write, "write"));
 }
 
 }  // namespace manila

@@ -218,9 +218,9 @@ struct ReaddirOp {
   Napi::Value Build(Napi::Env env) {
     Napi::Value list = err == 0 ? Entries(env) : Napi::Array::New(env, 0);
     Napi::Object o = Napi::Object::New(env);
-    o.Set("err", Napi::Number::New(env, err));
-    o.Set("entries", list);
-    o.Set("eof", Napi::Boolean::New(env, err == 0 && eof));
+    Put(o, "err", Napi::Number::New(env, err));
+    Put(o, "entries", list);
+    Put(o, "eof", Napi::Boolean::New(env, err == 0 && eof));
     SetStat(o, "dirStat", dirStat);
     return o;
   }
@@ -240,7 +240,7 @@ void InitReaddir(Napi::Env env, Napi::Object exports) {
   Napi::Value builder = env.RunScript(kBuilderSource);
   if (builder.IsEmpty() || !builder.IsFunction()) return;  // exception pending: the require fails
   GetAddonData(env)->readdirBuilder = Napi::Persistent(builder.As<Napi::Function>());
-  exports.Set("readdir", Napi::Function::New(env, Readdir, "readdir"));
+  Put(exports, "readdir", Napi::Function::New(env, Readdir, "readdir"));
 }
 
 }  // namespace manila

@@ -34,9 +34,9 @@ namespace {
 /** { fd, err, syscall } — fd is -1 and syscall names the failing call when err != 0. */
 Napi::Object FdResult(Napi::Env env, int fd, int err, const char* syscall) {
   Napi::Object o = Napi::Object::New(env);
-  o.Set("fd", Napi::Number::New(env, err ? -1 : fd));
-  o.Set("err", Napi::Number::New(env, err));
-  if (err) o.Set("syscall", Napi::String::New(env, syscall));
+  Put(o, "fd", Napi::Number::New(env, err ? -1 : fd));
+  Put(o, "err", Napi::Number::New(env, err));
+  if (err) Put(o, "syscall", Napi::String::New(env, syscall));
   return o;
 }
 
@@ -113,8 +113,8 @@ Napi::Value VsockListen(const Napi::CallbackInfo& info) {
   int err = syscall ? errno : 0;
   if (err && fd >= 0) close(fd);
   Napi::Object o = FdResult(env, fd, err, syscall);  // on success the fd belongs to the caller
-  o.Set("port", Napi::Number::New(env, err ? 0 : addr.svm_port));
-  o.Set("cid", Napi::Number::New(env, err ? 0 : addr.svm_cid));
+  Put(o, "port", Napi::Number::New(env, err ? 0 : addr.svm_port));
+  Put(o, "cid", Napi::Number::New(env, err ? 0 : addr.svm_cid));
   return o;
 }
 
@@ -155,8 +155,8 @@ Napi::Value SocketPair(const Napi::CallbackInfo& info) {
   Napi::Array arr = Napi::Array::New(env, 2);
   arr.Set(0u, Napi::Number::New(env, fds[0]));
   arr.Set(1u, Napi::Number::New(env, fds[1]));
-  o.Set("fds", arr);
-  o.Set("err", Napi::Number::New(env, err));
+  Put(o, "fds", arr);
+  Put(o, "err", Napi::Number::New(env, err));
   return o;
 }
 
@@ -181,9 +181,9 @@ Napi::Value PeerCid(const Napi::CallbackInfo& info) {
     port = vm->svm_port;
   }
   Napi::Object o = Napi::Object::New(env);
-  o.Set("cid", Napi::Number::New(env, cid));
-  o.Set("port", Napi::Number::New(env, port));
-  o.Set("err", Napi::Number::New(env, err));
+  Put(o, "cid", Napi::Number::New(env, cid));
+  Put(o, "port", Napi::Number::New(env, port));
+  Put(o, "err", Napi::Number::New(env, err));
   return o;
 }
 
@@ -448,12 +448,12 @@ class Acceptor : public Napi::ObjectWrap<Acceptor> {
 }  // namespace
 
 void InitSockets(Napi::Env env, Napi::Object exports) {
-  exports.Set("vsockListen", Napi::Function::New(env, VsockListen, "vsockListen"));
-  exports.Set("unixListen", Napi::Function::New(env, UnixListen, "unixListen"));
-  exports.Set("socketPair", Napi::Function::New(env, SocketPair, "socketPair"));
-  exports.Set("peerCid", Napi::Function::New(env, PeerCid, "peerCid"));
-  exports.Set("sdNotify", Napi::Function::New(env, SdNotify, "sdNotify"));
-  exports.Set("Acceptor", Acceptor::Define(env));
+  Put(exports, "vsockListen", Napi::Function::New(env, VsockListen, "vsockListen"));
+  Put(exports, "unixListen", Napi::Function::New(env, UnixListen, "unixListen"));
+  Put(exports, "socketPair", Napi::Function::New(env, SocketPair, "socketPair"));
+  Put(exports, "peerCid", Napi::Function::New(env, PeerCid, "peerCid"));
+  Put(exports, "sdNotify", Napi::Function::New(env, SdNotify, "sdNotify"));
+  Put(exports, "Acceptor", Acceptor::Define(env));
 }
 
 }  // namespace manila
