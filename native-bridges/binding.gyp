@@ -8,6 +8,7 @@
         "src/common.cc",
         "src/handles.cc",
         "src/io.cc",
+        "src/pool.cc",
         "src/fs_ops.cc",
         "src/gfid.cc",
         "src/readdir.cc",

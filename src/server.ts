@@ -100,6 +100,7 @@ export async function startGateway(config: GatewayConfig, options: StartOptions 
     grantsFailed: () => applier.results().filter((r) => r.state === 'FAILED').length,
     ...(config.controller ? { controller: () => (late.controller ? { state: late.controller.state, appliedRevision: applier.revision } : undefined) } : {}),
     backends: () => backendManager.statuses(),
+    workerThreads: () => native.poolStats(),
     logger,
   });
   // A share with no grant is reported as "unknown": old handles of revoked shares must not bring

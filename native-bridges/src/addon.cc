@@ -14,6 +14,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitDaemonCreds();
   env.SetInstanceData<AddonData>(new AddonData());  // deleted by Node with the environment
   if (!InitStatBuilder(env)) return exports;         // exception pending: the require fails
+  if (!InitPool(env)) return exports;
+  Put(exports, "poolStats", Napi::Function::New(env, PoolStats, "poolStats"));
   InitHandles(env, exports);
   InitIo(env, exports);
   InitFsOps(env, exports);

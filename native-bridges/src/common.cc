@@ -149,16 +149,20 @@ Napi::Object StatToJs(Napi::Env env, const struct stat& st) {
 
 void Put(Napi::Object obj, const char* key, Napi::Value value) {
   Napi::Env env = obj.Env();
-  auto& keys = GetAddonData(env)->keys;
+  AddonData* data = GetAddonData(env);
+  auto& keys = data->keys;
   auto found = keys.find(key);
   if (found == keys.end()) {
-    found = keys.emplace(key, Napi::Persistent(Napi::String::New(env, key).As<Napi::Value>())).first;
+    if (data->keyStrings.IsEmpty()) data->keyStrings = Napi::Persistent(Napi::Array::New(env));
+    const uint32_t index = static_cast<uint32_t>(keys.size());
+    data->keyStrings.Value().Set(index, Napi::String::New(env, key));
+    found = keys.emplace(key, index).first;
   }
-  obj.Set(found->second.Value(), value);
+  obj.Set(data->keyStrings.Value().Get(found->second), value);
 }
 
 void SetStat(Napi::Object obj, const char* key, const OptStat& st) {
-  if (st.ok) obj.Set(key, StatToJs(obj.Env(), st.st));
+  if (st.ok) Put(obj, key, StatToJs(obj.Env(), st.st));  // key: a literal at every caller
 }
 
 Napi::Object HandleToJs(Napi::Env env, const HandleData& h) {

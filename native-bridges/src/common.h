@@ -11,10 +11,12 @@
 #include <cerrno>
 #include <cstdint>
 #include <string>
+#include <type_traits>
 #include <unordered_map>
 #include <utility>
 
 #include "creds.h"
+#include "pool.h"
 
 namespace manila {
 
@@ -155,65 +157,59 @@ bool ArgBytes(const Napi::CallbackInfo& info, size_t i, const char* what, std::s
 bool ArgCreds(const Napi::CallbackInfo& info, size_t i, Creds* out);
 Napi::Value ThrowType(Napi::Env env, const std::string& message);
 
-// ---------------------------------------------------------------- promise workers
+// ---------------------------------------------------------------- operations
 
-/** An AsyncWorker whose completion resolves a promise with Result(). Never rejects. */
-class PromiseWorker : public Napi::AsyncWorker {
- public:
-  explicit PromiseWorker(Napi::Env env)
-      : Napi::AsyncWorker(env, "manila_native"), deferred_(Napi::Promise::Deferred::New(env)) {}
-
-  /** Queues the work and returns its promise. The worker deletes itself when done. */
-  Napi::Value Start() {
-    Napi::Promise promise = deferred_.Promise();
-    Queue();
-    return promise;
-  }
-
- protected:
-  virtual Napi::Value Result(Napi::Env env) = 0;
-  void OnOK() override { deferred_.Resolve(Result(Env())); }
-  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
-
- private:
-  Napi::Promise::Deferred deferred_;
-};
+template <class T, class = void>
+struct HasCreds : std::false_type {};
+template <class T>
+struct HasCreds<T, std::void_t<decltype(std::declval<T&>().creds)>> : std::true_type {};
 
 /**
- * The generic worker: `Op` is a plain struct with `void Run()` (threadpool) and
- * `Napi::Value Build(Napi::Env)` (main thread). Napi references it holds (kept-alive Buffers) are
- * released on the main thread when the worker is deleted.
+ * The generic job: `Op` is a plain struct with `void Run()` (worker thread) and
+ * `Napi::Value Build(Napi::Env)` (main thread), and a `Creds creds` member if it acts as a caller.
+ * Napi references it holds (kept-alive Buffers) are released on the main thread with the job.
  */
 template <class Op>
-class OpWorker final : public PromiseWorker {
+class OpJob final : public PoolJob {
  public:
-  OpWorker(Napi::Env env, Op&& op) : PromiseWorker(env), op_(std::move(op)) {}
-
- protected:
-  void Execute() override { op_.Run(); }
-  Napi::Value Result(Napi::Env env) override { return op_.Build(env); }
+  explicit OpJob(Op&& op) : op_(std::move(op)) {}
+  void Run() override { op_.Run(); }
+  Napi::Value Build(Napi::Env env) override { return op_.Build(env); }
+  const Creds* JobCreds() const override {
+    if constexpr (HasCreds<Op>::value) return &op_.creds;
+    return nullptr;
+  }
 
  private:
   Op op_;
 };
 
+/** Runs `op` on the addon's worker pool (pool.h); returns a promise of its Build(). Never rejects. */
 template <class Op>
 Napi::Value StartOp(Napi::Env env, Op&& op) {
-  return (new OpWorker<Op>(env, std::forward<Op>(op)))->Start();
+  return SubmitJob(env, new OpJob<Op>(std::forward<Op>(op)));
 }
 
 // ---------------------------------------------------------------- per-environment data
 
 /** What the addon keeps per Node environment (main thread or worker), as instance data. */
+class OpPool;
+
 struct AddonData {
+  /** The worker threads of this environment (pool.cc). */
+  OpPool* pool = nullptr;
   /** Builds a READDIR page's entry objects from packed arrays in one call (see readdir.cc). */
   Napi::FunctionReference readdirBuilder;
   /** Builds one stat object from statScratch (see StatToJs). */
   Napi::FunctionReference statBuilder;
   Napi::Reference<Napi::Float64Array> statScratch;
   double* statScratchData = nullptr;
-  /** Property-name strings by the address of their literal (see Put). */
-  std::unordered_map<const char*, Napi::Reference<Napi::Value>> keys;
+  /**
+   * Property-name strings (see Put): made once into keyStrings (N-API before version 10 cannot
+   * reference a string directly), found by the address of their literal.
+   */
+  Napi::Reference<Napi::Array> keyStrings;
+  std::unordered_map<const char*, uint32_t> keys;
 };
 
 /** Makes the stat builder; false with a JS exception pending if it cannot be compiled. */

@@ -34,6 +34,19 @@ long CurrentFsgid() { return syscall(SYS_setfsgid, static_cast<gid_t>(-1)); }
 
 thread_local bool t_fs_unshared = false;
 
+// KeepCredsBetweenOps: set on pool threads. t_left_as is the caller identity a guard left applied
+// (meaningful only while t_left_applied); between operations only, never while a guard is alive.
+thread_local bool t_keep_creds = false;
+thread_local bool t_left_applied = false;
+thread_local Creds t_left_as;
+
+bool SameCreds(const Creds& a, const Creds& b) {
+  if (!a.present || !b.present || a.uid != b.uid || a.gid != b.gid || a.ngroups != b.ngroups) return false;
+  for (uint32_t i = 0; i < a.ngroups; i++)
+    if (a.groups[i] != b.groups[i]) return false;
+  return true;
+}
+
 // The thread's capabilities, saved while it acts as a non-root caller. capget/capset with pid 0
 // act on the calling thread only.
 struct ThreadCaps {
@@ -79,6 +92,30 @@ void CaptureDaemonCreds() {
 
 }  // namespace
 
+void KeepCredsBetweenOps() { t_keep_creds = true; }
+
+void PrepareCredsFor(const Creds* creds) {
+  if (!t_left_applied) return;
+  if (creds != nullptr && SameCreds(*creds, t_left_as)) return;
+  // A guard object that owns nothing: Restore() returns the thread to the daemon (or aborts).
+  Creds none;
+  CredGuard back(none);
+  back.RestoreNow();
+  t_left_applied = false;
+}
+
+void ActAsDaemon() { PrepareCredsFor(nullptr); }
+
+void RequireDaemonCreds() {
+  if (CurrentFsuid() != static_cast<long>(g_daemon_fsuid)) Fatal("new thread: fsuid");
+  if (CurrentFsgid() != static_cast<long>(g_daemon_fsgid)) Fatal("new thread: fsgid");
+  std::vector<gid_t> groups(g_daemon_groups.size() + 1);
+  const int n = getgroups(static_cast<int>(groups.size()), groups.data());
+  if (n != static_cast<int>(g_daemon_groups.size())) Fatal("new thread: groups");
+  for (int i = 0; i < n; i++)
+    if (groups[i] != g_daemon_groups[i]) Fatal("new thread: groups");
+}
+
 void InitDaemonCreds() {
   // Once per process, even if several environments (worker threads) load the addon: workers may
   // already be restoring from these values.
@@ -87,12 +124,30 @@ void InitDaemonCreds() {
 }
 
 CredGuard::CredGuard(const Creds& creds) : creds_(creds) {
-  if (creds_.present) err_ = Apply();
+  if (!creds_.present) return;
+  if (t_left_applied) {
+    // A pool thread between operations: PrepareCredsFor() left it as exactly these creds.
+    t_left_applied = false;
+    if (SameCreds(creds_, t_left_as)) {
+      acting_ = true;
+      return;
+    }
+    RestoreNow();  // not reached after PrepareCredsFor(); kept so a guard never stacks identities
+  }
+  err_ = Apply();
 }
 
 CredGuard::~CredGuard() {
-  if (acting_) Restore();
+  if (!acting_) return;
+  if (t_keep_creds) {
+    t_left_as = creds_;
+    t_left_applied = true;
+    return;
+  }
+  Restore();
 }
+
+void CredGuard::RestoreNow() { Restore(); }
 
 int CredGuard::Apply() {
   // Groups first, then fsgid, then fsuid: setgroups and setfsgid need CAP_SETGID, which fsuid

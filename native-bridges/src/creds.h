@@ -30,12 +30,34 @@ struct Creds {
   gid_t groups[kMaxGroups] = {};
 };
 
+/**
+ * For threads that run only this addon's operations (pool.cc): a CredGuard leaves the caller's
+ * identity applied when it ends, and the next guard for the same caller switches nothing. Such a
+ * thread must call PrepareCredsFor() before each operation.
+ */
+void KeepCredsBetweenOps();
+
+/**
+ * Before an operation on a KeepCredsBetweenOps thread: unless the thread already acts as exactly
+ * `creds` (the identity the operation's CredGuard will take), it returns to the daemon's identity,
+ * so code an operation runs before or without its guard never runs as another caller.
+ */
+void PrepareCredsFor(const Creds* creds);
+
+/** PrepareCredsFor(nullptr): this thread acts as the daemon from now on. */
+void ActAsDaemon();
+
+/** Aborts unless this thread's fsuid, fsgid and groups are the daemon's (a new pool thread). */
+void RequireDaemonCreds();
+
 /** Records the daemon's own fsuid, fsgid and supplementary groups; call once, on the main thread. */
 void InitDaemonCreds();
 
 /**
- * RAII: switches this thread to `creds` (setgroups, setfsgid, setfsuid, raw syscalls) and always
- * switches back to the daemon's identity when destroyed. A guard for absent creds does nothing.
+ * RAII: switches this thread to `creds` (setgroups, setfsgid, setfsuid, raw syscalls) and
+ * switches back to the daemon's identity when destroyed (on a KeepCredsBetweenOps thread: leaves
+ * the caller's identity for the next operation, see PrepareCredsFor). A guard for absent creds
+ * does nothing.
  * If switching fails, err() is the errno and the thread is left as the daemon: the caller must
  * then not perform the operation.
  */
@@ -54,6 +76,8 @@ class CredGuard {
   void Suspend();
   /** Returns 0, or the errno of a failed switch (the thread then stays the daemon). */
   int Resume();
+  /** Back to the daemon's identity now, whatever this thread acted as (aborts if it cannot). */
+  void RestoreNow();
 
  private:
   int Apply();

@@ -77,6 +77,8 @@ export interface MetricsSources {
   /** undefined when no controller is configured: no controller series are exported. */
   controller?: () => ControllerSnapshot | undefined;
   backends?: () => readonly BackendHealth[];
+  /** The native worker pool: threads started so far and the most it may start. */
+  workerThreads?: () => { threads: number; maxThreads: number };
   logger?: Logger;
 }
 
@@ -331,6 +333,29 @@ export function createMetrics(sources: MetricsSources = {}): GatewayMetrics {
       for (const [name, n] of Object.entries(counts)) this.set({ source: name }, n);
     },
   });
+  if (sources.workerThreads) {
+    const source = sources.workerThreads;
+    new Gauge({
+      name: `${METRIC_PREFIX}worker_threads`,
+      help: 'Threads the native worker pool has started (guests\' filesystem operations run on them)',
+      registers,
+      collect() {
+        clear(this);
+        const got = read('worker_threads', source);
+        if (got.ok) this.set(got.value.threads);
+      },
+    });
+    new Gauge({
+      name: `${METRIC_PREFIX}worker_threads_max`,
+      help: 'The most threads the native worker pool may start (MANILA_POOL_THREADS)',
+      registers,
+      collect() {
+        clear(this);
+        const got = read('worker_threads_max', source);
+        if (got.ok) this.set(got.value.maxThreads);
+      },
+    });
+  }
   if (sources.grantsFailed) {
     const source = sources.grantsFailed;
     new Gauge({

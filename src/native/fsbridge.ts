@@ -257,6 +257,8 @@ export interface FsBridge {
    */
   beneath(pathFd: number, rootDev: number, rootIno: number): Promise<{ err: number; beneath: boolean }>;
   /** Diagnostics: the effective capabilities (bit mask) of a thread acting as `creds`. */
+  /** The native worker pool (pool.cc): threads started so far, and the bound (MANILA_POOL_THREADS). */
+  poolStats(): { threads: number; maxThreads: number };
   effectiveCaps(creds: Uint32Array | null): Promise<{ err: number; effective: bigint }>;
   /** Raise RLIMIT_NOFILE's soft limit to its hard limit; returns the new soft limit. */
   raiseFileLimit(): number;
@@ -266,6 +268,6 @@ let loaded: FsBridge | undefined;
 
 /** The file system half of the native addon (npm install builds it with node-gyp). */
 export function fsBridge(): FsBridge {
-  loaded ??= loadAddon(['nameToHandle', 'openByHandle', 'readdir', 'raiseFileLimit', 'registerGfidMount']) as unknown as FsBridge;
+  loaded ??= loadAddon(['nameToHandle', 'openByHandle', 'readdir', 'raiseFileLimit', 'registerGfidMount', 'poolStats']) as unknown as FsBridge;
   return loaded;
 }

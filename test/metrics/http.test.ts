@@ -134,10 +134,13 @@ t.test('scrape-time gauges follow their sources; process metrics; two registries
     grantsFailed: () => 2,
     controller: () => controller,
     backends: () => backends,
+    workerThreads: () => ({ threads: 3, maxThreads: 64 }),
   });
   const other = createMetrics();
 
   let s = parseExposition(await metrics.metrics());
+  t.equal(value(s, 'manila_gateway_worker_threads'), 3);
+  t.equal(value(s, 'manila_gateway_worker_threads_max'), 64);
   t.same(series(s, 'manila_gateway_connections'), { 'transport=tcp': 2, 'transport=vsock': 0, 'transport=hybrid_vsock': 1 });
   t.same(series(s, 'manila_gateway_grants'), { 'source=static': 3, 'source=controller': 10 });
   t.equal(value(s, 'manila_gateway_grants_failed'), 2);

@@ -1,0 +1,278 @@
+#include "pool.h"
+
+#include <pthread.h>
+
+#include <condition_variable>
+#include <cstdlib>
+#include <mutex>
+
+#include "common.h"
+
+namespace manila {
+
+namespace {
+
+constexpr unsigned kDefaultThreads = 64;
+constexpr unsigned kMaxThreads = 1024;
+
+unsigned ThreadBound() {
+  const char* text = std::getenv("MANILA_POOL_THREADS");
+  if (text == nullptr || *text == '\0') return kDefaultThreads;
+  char* end = nullptr;
+  const unsigned long n = std::strtoul(text, &end, 10);
+  if (*end != '\0' || n < 1) return kDefaultThreads;
+  return n > kMaxThreads ? kMaxThreads : static_cast<unsigned>(n);
+}
+
+}  // namespace
+
+/** A singly linked FIFO of jobs (intrusive: no allocation per job). */
+struct JobList {
+  PoolJob* head = nullptr;
+  PoolJob* tail = nullptr;
+};
+
+class OpPool {
+ public:
+  OpPool(napi_env env, uv_loop_t* loop, napi_ref resource, napi_async_context context)
+      : env_(env), resource_(resource), context_(context), max_threads_(ThreadBound()) {
+    uv_async_init(loop, &async_, &OpPool::OnDone);
+    async_.data = this;
+    uv_unref(reinterpret_cast<uv_handle_t*>(&async_));  // only pending jobs keep the loop alive
+  }
+
+  Napi::Value Submit(Napi::Env env, PoolJob* job) {
+    napi_value promise;
+    if (napi_create_promise(env, &job->deferred_, &promise) != napi_ok) {
+      delete job;
+      return env.Undefined();  // exception pending
+    }
+    if (pending_++ == 0) uv_ref(reinterpret_cast<uv_handle_t*>(&async_));
+    bool notify = false;
+    bool run_inline = false;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      Push(&queue_, job);
+      notify = WakeOneLocked();
+      run_inline = threads_ == 0;  // not even one thread could be started: better slow than never
+    }
+    if (notify) cv_.notify_one();  // outside the lock: the woken thread does not block on it
+    if (run_inline) RunQueuedInline();
+    return Napi::Value(env, promise);
+  }
+
+  /** The environment is going away: threads stop taking jobs; nothing is resolved any more. */
+  void Stop() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stopping_ = true;
+    }
+    cv_.notify_all();
+    {
+      std::lock_guard<std::mutex> lock(done_mu_);
+      done_closed_ = true;
+    }
+    uv_close(reinterpret_cast<uv_handle_t*>(&async_), nullptr);
+    // The pool itself is never freed: a thread stuck in a hung backend's syscall still points at
+    // it, and the jobs it holds own Napi references that may only be released on the main thread.
+  }
+
+  unsigned threads() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return threads_;
+  }
+  unsigned max_threads() const { return max_threads_; }
+
+ private:
+  static void Push(JobList* list, PoolJob* job) {
+    job->next_ = nullptr;
+    if (list->tail) list->tail->next_ = job;
+    else list->head = job;
+    list->tail = job;
+  }
+
+  static PoolJob* Pop(JobList* list) {
+    PoolJob* job = list->head;
+    if (job) {
+      list->head = job->next_;
+      if (!list->head) list->tail = nullptr;
+      job->next_ = nullptr;
+    }
+    return job;
+  }
+
+  /**
+   * Makes sure one more thread will look at the queue, unless one is already on its way: a sleeping
+   * thread is woken (the caller notifies, true) or a new one started. One wake-up at a time: a burst
+   * of 32 GETATTRs is mostly run by the first thread woken, at one fstat each, instead of waking 32
+   * threads for a microsecond of work apiece. A thread that takes a job while more wait calls this
+   * again before running it, so a job stuck in a hung backend never holds up the ones behind it.
+   */
+  bool WakeOneLocked() {
+    if (signaled_ > 0 || stopping_) return false;
+    if (idle_ > 0) {
+      signaled_++;
+      return true;
+    }
+    if (threads_ < max_threads_) {
+      // A thread starts with its creator's credentials: a pool thread between operations may
+      // still be a guest, so it becomes the daemon again before it creates one.
+      ActAsDaemon();
+      pthread_t thread;
+      if (pthread_create(&thread, nullptr, &OpPool::Worker, this) == 0) {
+        pthread_detach(thread);
+        threads_++;
+        signaled_++;  // the new thread takes it back when it starts looking
+      }
+    }
+    return false;
+  }
+
+  static void* Worker(void* arg) {
+    static_cast<OpPool*>(arg)->Loop();
+    return nullptr;
+  }
+
+  void Loop() {
+    KeepCredsBetweenOps();
+    RequireDaemonCreds();
+    std::unique_lock<std::mutex> lock(mu_);
+    if (signaled_ > 0) signaled_--;  // started by WakeOneLocked()
+    for (;;) {
+      while (queue_.head == nullptr && !stopping_) {
+        idle_++;
+        cv_.wait(lock);
+        idle_--;
+        if (signaled_ > 0) signaled_--;
+      }
+      if (stopping_) return;
+      PoolJob* job = Pop(&queue_);
+      const bool notify = queue_.head != nullptr && WakeOneLocked();
+      lock.unlock();
+      if (notify) cv_.notify_one();
+      Execute(job);
+      lock.lock();
+    }
+  }
+
+  void Execute(PoolJob* job) {
+    PrepareCredsFor(job->JobCreds());
+    job->Run();
+    std::lock_guard<std::mutex> lock(done_mu_);
+    if (done_closed_) return;  // the environment is gone: the job is let go, unfinished
+    Push(&done_, job);
+    uv_async_send(&async_);  // under the lock: Stop() cannot close the handle in between
+  }
+
+  void RunQueuedInline() {
+    for (;;) {
+      PoolJob* job;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        job = Pop(&queue_);
+      }
+      if (!job) return;
+      // The main thread never keeps a caller's identity: act as it and come back (CredGuard).
+      job->Run();
+      std::lock_guard<std::mutex> lock(done_mu_);
+      Push(&done_, job);
+      uv_async_send(&async_);
+    }
+  }
+
+  static void OnDone(uv_async_t* handle) { static_cast<OpPool*>(handle->data)->Complete(); }
+
+  /** Every job finished since the last wake-up, resolved under one callback scope. */
+  void Complete() {
+    PoolJob* job;
+    {
+      std::lock_guard<std::mutex> lock(done_mu_);
+      job = done_.head;
+      done_ = JobList{};
+    }
+    if (!job) return;
+    Napi::Env env(env_);
+    Napi::HandleScope scope(env);
+    napi_value resource;
+    napi_get_reference_value(env_, resource_, &resource);
+    napi_callback_scope callback_scope = nullptr;
+    // Closing the callback scope runs the microtasks and nextTicks the resolutions queued.
+    const bool scoped = napi_open_callback_scope(env_, resource, context_, &callback_scope) == napi_ok;
+    while (job) {
+      PoolJob* next = job->next_;
+      {
+        Napi::HandleScope inner(env);
+        Napi::Value value = job->Build(env);
+        if (env.IsExceptionPending()) {
+          napi_value error = env.GetAndClearPendingException().Value();
+          napi_reject_deferred(env_, job->deferred_, error);
+        } else {
+          napi_resolve_deferred(env_, job->deferred_, value.IsEmpty() ? env.Undefined() : value);
+        }
+      }
+      delete job;
+      if (--pending_ == 0) uv_unref(reinterpret_cast<uv_handle_t*>(&async_));
+      job = next;
+    }
+    if (scoped) napi_close_callback_scope(env_, callback_scope);
+  }
+
+  napi_env env_;
+  napi_ref resource_;
+  napi_async_context context_;
+  uv_async_t async_;
+  const unsigned max_threads_;
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  JobList queue_;
+  unsigned threads_ = 0;
+  unsigned idle_ = 0;      // threads waiting on cv_
+  unsigned signaled_ = 0;  // notifications not yet taken by a waiting thread
+  bool stopping_ = false;
+
+  std::mutex done_mu_;
+  JobList done_;
+  bool done_closed_ = false;
+
+  size_t pending_ = 0;  // main thread only: submitted and not yet resolved
+};
+
+namespace {
+
+void StopPool(void* arg) { static_cast<OpPool*>(arg)->Stop(); }
+
+}  // namespace
+
+bool InitPool(Napi::Env env) {
+  uv_loop_t* loop = nullptr;
+  if (napi_get_uv_event_loop(env, &loop) != napi_ok || loop == nullptr) {
+    Napi::Error::New(env, "manila_native: no event loop for the worker pool").ThrowAsJavaScriptException();
+    return false;
+  }
+  Napi::Object resource = Napi::Object::New(env);
+  napi_ref resource_ref;
+  napi_async_context context;
+  if (napi_create_reference(env, resource, 1, &resource_ref) != napi_ok ||
+      napi_async_init(env, resource, Napi::String::New(env, "manila_native"), &context) != napi_ok) {
+    if (!env.IsExceptionPending()) Napi::Error::New(env, "manila_native: cannot set up the worker pool").ThrowAsJavaScriptException();
+    return false;
+  }
+  OpPool* pool = new OpPool(env, loop, resource_ref, context);
+  GetAddonData(env)->pool = pool;
+  napi_add_env_cleanup_hook(env, StopPool, pool);
+  return true;
+}
+
+Napi::Value SubmitJob(Napi::Env env, PoolJob* job) { return GetAddonData(env)->pool->Submit(env, job); }
+
+Napi::Value PoolStats(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  OpPool* pool = GetAddonData(env)->pool;
+  Napi::Object o = Napi::Object::New(env);
+  Put(o, "threads", Napi::Number::New(env, pool->threads()));
+  Put(o, "maxThreads", Napi::Number::New(env, pool->max_threads()));
+  return o;
+}
+
+}  // namespace manila
