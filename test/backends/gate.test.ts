@@ -1,0 +1,56 @@
+// BackendGate on its own: slots, queue, and deadlines kept by one timer per gate.
+import t from 'tap';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { BackendGate, type GateOutcome } from '../../src/backends/gate.js';
+
+const never = (): Promise<never> => new Promise(() => undefined);
+
+t.test('each call times out at its own deadline, running or queued, and slots stay held', async (t) => {
+  let refused = 0;
+  const gate = new BackendGate({ limit: 1, timeoutMs: 200, onRefused: () => refused++ });
+  const t0 = Date.now();
+  const answeredAt: number[] = [];
+  const track = (p: Promise<GateOutcome<unknown>>, i: number) =>
+    p.then((o) => {
+      answeredAt[i] = Date.now() - t0;
+      return o;
+    });
+  const a = track(gate.run(never), 0); // runs, stuck
+  await sleep(100);
+  const b = track(gate.run(never), 1); // queued behind it
+  t.same(await a, { ok: false, reason: 'timeout' });
+  t.ok(answeredAt[0]! >= 190 && answeredAt[0]! < 290, `first at its deadline (${answeredAt[0]} ms)`);
+  t.same(await b, { ok: false, reason: 'timeout' });
+  t.ok(answeredAt[1]! >= 290 && answeredAt[1]! < 400, `second at its own, later deadline (${answeredAt[1]} ms)`);
+  t.equal(gate.inflight, 1, 'the stuck call keeps its slot; the queued one never started');
+  t.equal(refused, 2);
+});
+
+t.test('fast calls are answered with their values; thousands in a row leave nothing pending', async (t) => {
+  const gate = new BackendGate({ limit: 4, timeoutMs: 1000 });
+  for (let round = 0; round < 10; round++) {
+    // 500 at once: within the slots plus the default queue bound (1,024)
+    const results = await Promise.all(Array.from({ length: 500 }, (_, i) => gate.run(async () => i)));
+    t.ok(results.every((r, i) => r.ok && r.value === i), `round ${round}`);
+  }
+  const over = await Promise.all(Array.from({ length: 1100 }, () => gate.run(async () => 0)));
+  t.ok(over.some((r) => !r.ok && r.reason === 'overloaded'), 'past the queue bound: overloaded at once');
+  t.equal(gate.inflight, 0);
+  const failed = await gate.run(async () => {
+    throw new Error('boom');
+  }).catch((e: Error) => e.message);
+  t.equal(failed, 'boom', 'a failing call rejects with its error');
+});
+
+t.test('a slow call among many fast ones: the fast ones are not held to its deadline', async (t) => {
+  const gate = new BackendGate({ limit: 8, timeoutMs: 300 });
+  let release!: () => void;
+  const slow = gate.run(() => new Promise<string>((resolve) => (release = () => resolve('slow'))));
+  for (let round = 0; round < 20; round++) {
+    const fast = await Promise.all(Array.from({ length: 100 }, (_, i) => gate.run(async () => i)));
+    t.ok(fast.every((r) => r.ok), `round ${round}`);
+  }
+  release();
+  t.same(await slow, { ok: true, value: 'slow' });
+  t.equal(gate.inflight, 0);
+});
