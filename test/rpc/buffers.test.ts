@@ -1,5 +1,5 @@
 import t, { type Test } from 'tap';
-import { LARGE_BUFFER_MIN, LARGE_BUFFER_SIZE, LargeBufferPool, largeBuffers } from '../../src/rpc/buffers.js';
+import { LARGE_BUFFER_MIN, LARGE_BUFFER_SIZE, MEDIUM_BUFFER_SIZE, LargeBufferPool, largeBuffers } from '../../src/rpc/buffers.js';
 import { XdrWriter } from '../../src/rpc/xdr.js';
 import { RecordReader } from '../../src/rpc/record.js';
 
@@ -12,8 +12,13 @@ t.test('a buffer given back is the next one taken; sizes beyond the class are re
   t.equal(pool.freeCount, 1);
   pool.give(a); // twice: still one entry
   t.equal(pool.freeCount, 1);
-  t.equal(pool.take(10)!.buffer, a.buffer, 'the same memory comes back');
+  t.not(pool.take(10)!.buffer, a.buffer, 'a small request is served by the medium class');
+  t.equal(pool.take(MEDIUM_BUFFER_SIZE + 1)!.buffer, a.buffer, 'the same memory comes back');
   t.equal(pool.freeCount, 0);
+  const m = pool.take(4096)!;
+  t.equal(m.length, MEDIUM_BUFFER_SIZE);
+  pool.give(m);
+  t.equal(pool.take(MEDIUM_BUFFER_SIZE)!.buffer, m.buffer, 'each class reuses its own');
 });
 
 t.test('buffers the pool did not make are ignored', async (t) => {
@@ -42,7 +47,7 @@ t.test('a pinned buffer is never handed out again, even once unpinned after bein
 
 t.test('the free list is bounded and let go when idle', async (t) => {
   const pool = new LargeBufferPool({ maxFree: 2, idleMs: 50 });
-  const taken = [pool.take(1)!, pool.take(1)!, pool.take(1)!];
+  const taken = [pool.take(LARGE_BUFFER_SIZE)!, pool.take(LARGE_BUFFER_SIZE)!, pool.take(LARGE_BUFFER_SIZE)!];
   for (const b of taken) pool.give(b);
   t.equal(pool.freeCount, 2);
   await new Promise((resolve) => setTimeout(resolve, 150));
@@ -71,7 +76,7 @@ t.test('XDR writers grow into pooled buffers; large records are gathered into on
 
 function pinnedCheck(t: Test, view: Buffer): void {
   // Pooled memory is the pool's size class; a pin keeps it out of the free list.
-  t.equal(view.buffer.byteLength, LARGE_BUFFER_SIZE, 'from the pool');
+  t.ok(view.buffer.byteLength === LARGE_BUFFER_SIZE || view.buffer.byteLength === MEDIUM_BUFFER_SIZE, 'from the pool');
   const before = largeBuffers.freeCount;
   largeBuffers.pin(view);
   largeBuffers.give(view);

@@ -7,7 +7,7 @@ import { pino, type Logger } from 'pino';
 import { RpcDispatcher } from '../../src/rpc/dispatch.js';
 import { RpcServer } from '../../src/rpc/server.js';
 import type { RpcConnectionOptions } from '../../src/rpc/connection.js';
-import { largeBuffers } from '../../src/rpc/buffers.js';
+import { LARGE_BUFFER_SIZE, largeBuffers } from '../../src/rpc/buffers.js';
 import { TcpListener } from '../../src/transport/tcp.js';
 import type { ProcedureHandler, RpcProgram } from '../../src/rpc/types.js';
 import { call, parseReply, record, u32 } from '../helpers/rpc-bytes.js';
@@ -242,7 +242,11 @@ t.test('large replies go back to the buffer pool once the socket has taken them'
   const c = new Client(h.port);
   t.teardown(() => c.destroy());
   await c.ready();
-  while (largeBuffers.freeCount > 0) largeBuffers.take(1); // earlier tests filled the free list
+  // earlier tests filled the free lists: empty both classes
+  while (largeBuffers.freeCount > 0) {
+    largeBuffers.take(LARGE_BUFFER_SIZE);
+    largeBuffers.take(1);
+  }
   const before = largeBuffers.freeCount;
   const size = 512 * 1024;
   const calls: Buffer[] = [];
