@@ -151,7 +151,30 @@ function procedureLabel(name: string): string {
   return NAME.test(lower) ? lower : 'unknown';
 }
 
-type ShareSeries = { ops: Map<string, { share: string; procedure: string; status: string }> };
+type ShareSeries = {
+  ops: Map<string, { share: string; procedure: string; status: string }>;
+  /** { share } for the byte counters: one object per share, so its pending sums are found by identity. */
+  byShare: { share: string };
+};
+
+/**
+ * Increments counted in plain numbers per label set and handed to prom-client when it is scraped
+ * (the counter's collect()): prom-client's inc() builds a hash string of the label set on every
+ * call, which showed in per-request profiles. Label sets are identity-stable cached objects.
+ */
+class PendingIncrements<L extends object> {
+  private readonly pending = new Map<L, number>();
+  add(labels: L, n = 1): void {
+    this.pending.set(labels, (this.pending.get(labels) ?? 0) + n);
+  }
+  flushInto(counter: Counter<string>): void {
+    for (const [labels, n] of this.pending) counter.inc(labels as Record<string, string>, n);
+    this.pending.clear();
+  }
+  drop(labels: L): void {
+    this.pending.delete(labels);
+  }
+}
 
 export function createMetrics(sources: MetricsSources = {}): GatewayMetrics {
   const registry = new Registry();
@@ -176,11 +199,15 @@ export function createMetrics(sources: MetricsSources = {}): GatewayMetrics {
   };
 
   // ---- RPC calls (the dispatcher's onCall) -----------------------------------------------------
-  const rpcRequests = new Counter({
+  const pendingCalls = new PendingIncrements<{ program: string; procedure: string; outcome: string }>();
+  new Counter({
     name: `${METRIC_PREFIX}rpc_requests_total`,
     help: 'RPC calls answered, by program, procedure and outcome (ok, garbage, error, denied, unavailable)',
     labelNames: ['program', 'procedure', 'outcome'] as const,
     registers,
+    collect() {
+      pendingCalls.flushInto(this);
+    },
   });
   const rpcDuration = new Histogram({
     name: `${METRIC_PREFIX}rpc_request_duration_seconds`,
@@ -190,15 +217,20 @@ export function createMetrics(sources: MetricsSources = {}): GatewayMetrics {
     registers,
   });
   // (program, procedure) as reported -> label values; bounded by MAX_CALL_LABELS
-  const callLabels = new Map<string, { program: string; procedure: string }>();
-  const unknownCall = { program: 'unknown', procedure: 'unknown' };
-  const labelsOfCall = (program: string, procedure: string): { program: string; procedure: string } => {
+  /** One (program, procedure): its histogram labels, and its counter labels per outcome (cached objects). */
+  type CallLabels = {
+    histogram: { program: string; procedure: string };
+    withOutcome: Map<string, { program: string; procedure: string; outcome: string }>;
+  };
+  const callLabels = new Map<string, CallLabels>();
+  const unknownCall: CallLabels = { histogram: { program: 'unknown', procedure: 'unknown' }, withOutcome: new Map() };
+  const labelsOfCall = (program: string, procedure: string): CallLabels => {
     const key = `${program}\0${procedure}`;
     let labels = callLabels.get(key);
     if (labels === undefined) {
       if (callLabels.size >= MAX_CALL_LABELS) return unknownCall;
       const p = programLabel(program);
-      labels = { program: p, procedure: p === 'unknown' ? 'unknown' : procedureLabel(procedure) };
+      labels = { histogram: { program: p, procedure: p === 'unknown' ? 'unknown' : procedureLabel(procedure) }, withOutcome: new Map() };
       callLabels.set(key, labels);
     }
     return labels;
@@ -206,38 +238,55 @@ export function createMetrics(sources: MetricsSources = {}): GatewayMetrics {
   const onCall = (info: CallInfo): void => {
     try {
       const labels = labelsOfCall(info.program, info.procedure);
-      const outcome = OUTCOMES.has(info.outcome) ? info.outcome : 'unknown';
-      rpcRequests.inc({ program: labels.program, procedure: labels.procedure, outcome });
-      rpcDuration.observe(labels, Math.max(0, info.durationMs) / 1000);
+      let counted = labels.withOutcome.get(info.outcome);
+      if (counted === undefined) {
+        const outcome = OUTCOMES.has(info.outcome) ? info.outcome : 'unknown';
+        counted = { program: labels.histogram.program, procedure: labels.histogram.procedure, outcome };
+        if (labels.withOutcome.size < 16) labels.withOutcome.set(info.outcome, counted);
+      }
+      pendingCalls.add(counted);
+      rpcDuration.observe(labels.histogram, Math.max(0, info.durationMs) / 1000);
     } catch (err) {
       logger?.error({ err }, 'metrics: onCall failed');
     }
   };
 
   // ---- NFS requests per share (the share layer's observer) -----------------------------------
+  const pendingOps = new PendingIncrements<{ share: string; procedure: string; status: string }>();
+  const pendingRead = new PendingIncrements<{ share: string }>();
+  const pendingWritten = new PendingIncrements<{ share: string }>();
   const nfsOps = new Counter({
     name: `${METRIC_PREFIX}nfs_ops_total`,
     help: 'NFSv3 requests whose file handle resolved to a share, by share, procedure and NFS status',
     labelNames: ['share', 'procedure', 'status'] as const,
     registers,
+    collect() {
+      pendingOps.flushInto(this);
+    },
   });
   const readBytes = new Counter({
     name: `${METRIC_PREFIX}read_bytes_total`,
     help: 'Bytes returned to guests by successful NFS READs, by share',
     labelNames: ['share'] as const,
     registers,
+    collect() {
+      pendingRead.flushInto(this);
+    },
   });
   const writtenBytes = new Counter({
     name: `${METRIC_PREFIX}written_bytes_total`,
     help: 'Bytes successful NFS WRITEs reported written, by share',
     labelNames: ['share'] as const,
     registers,
+    collect() {
+      pendingWritten.flushInto(this);
+    },
   });
   const shares = new Map<string, ShareSeries>();
   const seriesOf = (share: string): ShareSeries => {
     let series = shares.get(share);
     if (!series) {
-      series = { ops: new Map() };
+      series = { ops: new Map(), byShare: { share } };
       shares.set(share, series);
     }
     return series;
@@ -252,23 +301,21 @@ export function createMetrics(sources: MetricsSources = {}): GatewayMetrics {
           labels = { share, procedure: NFS_PROCEDURES.has(procedure) ? procedure : 'unknown', status: nfsStatusLabel(status) };
           series.ops.set(key, labels);
         }
-        nfsOps.inc(labels);
+        pendingOps.add(labels);
       } catch (err) {
         logger?.error({ err }, 'metrics: onOp failed');
       }
     },
     onRead(share, bytes) {
       try {
-        seriesOf(share);
-        readBytes.inc({ share }, bytes);
+        pendingRead.add(seriesOf(share).byShare, bytes);
       } catch (err) {
         logger?.error({ err }, 'metrics: onRead failed');
       }
     },
     onWrite(share, bytes) {
       try {
-        seriesOf(share);
-        writtenBytes.inc({ share }, bytes);
+        pendingWritten.add(seriesOf(share).byShare, bytes);
       } catch (err) {
         logger?.error({ err }, 'metrics: onWrite failed');
       }
@@ -277,7 +324,12 @@ export function createMetrics(sources: MetricsSources = {}): GatewayMetrics {
   const forgetShare = (share: string): void => {
     const series = shares.get(share);
     if (!series) return;
-    for (const labels of series.ops.values()) nfsOps.remove(labels);
+    for (const labels of series.ops.values()) {
+      pendingOps.drop(labels);
+      nfsOps.remove(labels);
+    }
+    pendingRead.drop(series.byShare);
+    pendingWritten.drop(series.byShare);
     readBytes.remove({ share });
     writtenBytes.remove({ share });
     shares.delete(share);
