@@ -12,7 +12,8 @@
         "src/fs_ops.cc",
         "src/gfid.cc",
         "src/readdir.cc",
-        "src/sockets.cc"
+        "src/sockets.cc",
+        "src/splice.cc"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")"

@@ -165,7 +165,13 @@ export async function startGateway(config: GatewayConfig, options: StartOptions 
   };
 
   // One server for every listener: it knows every connection, whatever transport it came on.
-  const rpc = new RpcServer({ dispatcher, logger, onAccept: (peer) => metrics.connectionAccepted(peer.transport) });
+  const rpc = new RpcServer({
+    dispatcher,
+    logger,
+    onAccept: (peer) => metrics.connectionAccepted(peer.transport),
+    // Large READs go out of a pipe spliced into the socket (no copy of the data through user space).
+    connection: { splicer: { send: (...args) => native.sendSpliced(...args), cancel: (id) => native.cancelSpliced(id) } },
+  });
   late.rpc = rpc;
   const listeners = new ListenerSet(rpc, logger);
   const first = await listeners.apply(config, true);

@@ -22,6 +22,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitReaddir(env, exports);
   InitSockets(env, exports);
   InitGfid(env, exports);
+  InitSplice(env, exports);
   return exports;
 }
 

@@ -225,5 +225,6 @@ void InitFsOps(Napi::Env env, Napi::Object exports);
 void InitReaddir(Napi::Env env, Napi::Object exports);
 void InitSockets(Napi::Env env, Napi::Object exports);
 void InitGfid(Napi::Env env, Napi::Object exports);
+void InitSplice(Napi::Env env, Napi::Object exports);
 
 }  // namespace manila

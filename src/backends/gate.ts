@@ -34,6 +34,7 @@ class GateCall<T> {
     readonly resolve: (outcome: GateOutcome<T>) => void,
     readonly reject: (error: Error) => void,
     readonly deadline: number,
+    readonly onLate: ((value: T) => void) | undefined,
   ) {}
 }
 
@@ -73,13 +74,14 @@ export class BackendGate {
 
   /**
    * Runs `work` when a slot is free. Resolves with its value, or with a timeout once `timeoutMs`
-   * has passed since this call; `work` itself keeps its slot until it settles.
+   * has passed since this call; `work` itself keeps its slot until it settles, and a value it
+   * settles with after that is given to onLate (to release what it holds).
    */
-  run<T>(work: () => Promise<T>): Promise<GateOutcome<T>> {
+  run<T>(work: () => Promise<T>, onLate?: (value: T) => void): Promise<GateOutcome<T>> {
     if (this.suspended) return this.refuse('suspended');
     if (this.running >= this.options.limit && this.queue.length >= this.queueLimit) return this.refuse('overloaded');
     return new Promise<GateOutcome<T>>((resolve, reject) => {
-      const call = new GateCall<T>(work, resolve, reject, Date.now() + this.options.timeoutMs);
+      const call = new GateCall<T>(work, resolve, reject, Date.now() + this.options.timeoutMs, onLate);
       this.pending.push(call as GateCall<unknown>);
       if (this.deadlineTimer === null) this.armDeadline(this.options.timeoutMs);
       if (this.running < this.options.limit) {
@@ -104,7 +106,9 @@ export class BackendGate {
     }
     settled.then(
       (value) => {
-        this.answer(call, { ok: true, value });
+        // A value nobody waits for any more (answered at the deadline) may own something: a pipe.
+        if (call.answered) call.onLate?.(value);
+        else this.answer(call, { ok: true, value });
         this.finish(at);
       },
       (error: unknown) => {

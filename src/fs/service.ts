@@ -5,6 +5,7 @@
 // caller's fsuid/fsgid/groups. Names are one component each, validated here before any syscall.
 // Nothing follows a symlink on the server side, and `..` at a share root is the root.
 // Share roots follow the grant table: a share left without grants, or moved, is retired.
+import { closeSync } from 'node:fs';
 import { constants } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
@@ -44,6 +45,7 @@ import type {
   ReadlinkResult,
   ReadResult,
   ReadTarget,
+  SplicedReadResult,
   RenameResult,
   WccResult,
   WriteResult,
@@ -427,6 +429,7 @@ export class ShareFileService implements NfsFileService, MountService {
     fail: (status: Nfs3Status) => T,
     body: (ctx: Context) => Promise<T>,
     procedure: NfsShareProcedure | null,
+    late?: (result: T) => void,
   ): Promise<T> {
     const target = this.backendOfHandle(fh);
     const gate = target && this.backends.gateOf?.(target.backend);
@@ -434,7 +437,7 @@ export class ShareFileService implements NfsFileService, MountService {
     if (gate) {
       // Everything that may touch the backend runs inside its gate (DESIGN.md: a hung backend
       // stalls nothing else); past the bound the guest hears JUKEBOX and retries later.
-      const outcome = await gate.run(() => this.attempt(caller, fh, fail, body, procedure !== null));
+      const outcome = await gate.run(() => this.attempt(caller, fh, fail, body, procedure !== null), late && ((answer) => late(answer.result)));
       answered = outcome.ok ? outcome.value : { result: fail(Nfs3Status.NFS3ERR_JUKEBOX), share: target.share };
     } else {
       answered = await this.attempt(caller, fh, fail, body, procedure !== null);
@@ -648,6 +651,23 @@ export class ShareFileService implements NfsFileService, MountService {
       this.observeBytes(ctx.share.id, 'read', result.count);
       return { status: Nfs3Status.NFS3_OK, attr, count: result.count, eof: result.eof ?? false };
     }, 'read');
+  }
+
+  async readToPipe(caller: Caller, fh: Buffer, offset: bigint, count: number): Promise<SplicedReadResult> {
+    return this.with<SplicedReadResult>(caller, fh, (status) => ({ status, attr: null, count: 0, eof: false }), async (ctx) => {
+      const read = await this.native.readToPipe(ctx.creds, ctx.object.fd, count, offset);
+      // No pipe of that size to be had (the per-user pipe quota): this READ copies as usual.
+      if (read.err === E.ENOBUFS) return { status: Nfs3Status.NFS3_OK, attr: null, count: 0, eof: false, copyInstead: true };
+      const attr = read.after ? toFattr3(read.after, ctx.share.fsid) : null;
+      if (read.err !== 0 || read.pipeFd === undefined) {
+        return { status: errnoToNfs3(read.err || E.EIO), attr: attr ?? (await this.attrOf(ctx)), count: 0, eof: false };
+      }
+      this.observeBytes(ctx.share.id, 'read', read.count);
+      return { status: Nfs3Status.NFS3_OK, attr, count: read.count, eof: read.eof ?? false, pipeFd: read.pipeFd };
+    }, 'read', (late) => {
+      // Filled after the guest was answered JUKEBOX (the gate's bound passed): no reply takes it.
+      if (late.pipeFd !== undefined) closeQuietly(late.pipeFd);
+    });
   }
 
   async write(caller: Caller, fh: Buffer, offset: bigint, stable: StableHow, data: Buffer): Promise<WriteResult> {
@@ -1052,5 +1072,14 @@ function mountStatus(status: Nfs3Status): number {
       return status;
     default:
       return MountStat.MNT3ERR_IO;
+  }
+}
+
+/** Closes a descriptor we own and no longer need; EBADF and the like are nobody's concern now. */
+function closeQuietly(fd: number): void {
+  try {
+    closeSync(fd);
+  } catch {
+    // already closed
   }
 }

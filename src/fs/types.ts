@@ -64,6 +64,13 @@ export interface ReadResult {
   eof: boolean;
 }
 
+/** A READ whose data waits in a pipe (zero-copy): pipeFd (NFS3_OK only) belongs to the caller. */
+export interface SplicedReadResult extends ReadResult {
+  pipeFd?: number;
+  /** No pipe could be had: read with read() instead (nothing was read, nothing is held). */
+  copyInstead?: boolean;
+}
+
 export interface WriteResult {
   status: Nfs3Status;
   wcc: WccData;
@@ -184,6 +191,8 @@ export interface NfsFileService {
   access(caller: Caller, fh: Buffer, requested: number): Promise<AccessResult>;
   readlink(caller: Caller, fh: Buffer): Promise<ReadlinkResult>;
   read(caller: Caller, fh: Buffer, offset: bigint, count: number, target: ReadTarget): Promise<ReadResult>;
+  /** READ into a pipe instead of a buffer (large READs on a socket that can take a splice); optional. */
+  readToPipe?(caller: Caller, fh: Buffer, offset: bigint, count: number): Promise<SplicedReadResult>;
   write(caller: Caller, fh: Buffer, offset: bigint, stable: StableHow, data: Buffer): Promise<WriteResult>;
   create(caller: Caller, dirFh: Buffer, name: Buffer, how: CreateHow): Promise<CreatedResult>;
   mkdir(caller: Caller, dirFh: Buffer, name: Buffer, attributes: Sattr3): Promise<CreatedResult>;

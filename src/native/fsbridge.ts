@@ -210,6 +210,20 @@ export interface FsBridge {
     position: bigint,
   ): Promise<IoResult>;
   /**
+   * READ without copying the data (splice.cc): as `read`, but the bytes are spliced from the file
+   * into a new pipe sized to hold them all (page references, no copy); pipeFd is its read end when
+   * err is 0, and belongs to the caller (sendSpliced closes it; otherwise close it). length <= 1 MiB.
+   */
+  readToPipe(creds: Uint32Array | null, pathFd: number, length: number, position: bigint): Promise<IoResult & { pipeFd?: number }>;
+  /**
+   * On the main thread, driven by libuv: writes header, then count bytes from the pipe (splice),
+   * then pad (0..3) zero bytes to the socket socketFd names, waiting for writability as needed
+   * (through a dup of the socket, so Node may close its own meanwhile). Closes pipeFd when done.
+   * `done` never rejects; cancelSpliced(id) ends it with ECANCELED (the connection closed).
+   */
+  sendSpliced(socketFd: number, header: Buffer, pipeFd: number, count: number, pad: number): { id: number; done: Promise<{ err: number }> };
+  cancelSpliced(id: number): void;
+  /**
    * As creds: open for writing (owner override as for read), fstat, pwrite all of data at position,
    * then fdatasync (stable 1) or fsync (stable 2) when asked, fstat, close.
    */
@@ -268,6 +282,6 @@ let loaded: FsBridge | undefined;
 
 /** The file system half of the native addon (npm install builds it with node-gyp). */
 export function fsBridge(): FsBridge {
-  loaded ??= loadAddon(['nameToHandle', 'openByHandle', 'readdir', 'raiseFileLimit', 'registerGfidMount', 'poolStats']) as unknown as FsBridge;
+  loaded ??= loadAddon(['nameToHandle', 'openByHandle', 'readdir', 'raiseFileLimit', 'registerGfidMount', 'poolStats', 'readToPipe', 'sendSpliced']) as unknown as FsBridge;
   return loaded;
 }

@@ -34,11 +34,34 @@ export function encodeRead3ResFail(w: XdrWriter, res: ReadResult): void {
   encodePostOpAttr(w, res.attr);
 }
 
+/** From this size on, a READ on a socket that takes splices sends its data from a pipe (no copy). */
+export const SPLICE_READ_MIN = 64 * 1024;
+
 export function read(fs: NfsFileService): ProcedureHandler {
   return async (call, reply) => {
     const args = decodeRead3Args(call.args);
     // A client may ask for more than rtmax; RFC 1813 section 3.3.6 lets the server return less.
     const count = Math.min(args.count, NFS3_MAX_DATA);
+    const spliced =
+      count >= SPLICE_READ_MIN && call.connection.spliceFd !== undefined && fs.readToPipe
+        ? await fs.readToPipe(callerOf(call), args.file, args.offset, count)
+        : undefined;
+    if (spliced !== undefined && !spliced.copyInstead) {
+      const res = spliced;
+      if (res.status !== Nfs3Status.NFS3_OK || res.pipeFd === undefined) {
+        encodeRead3ResFail(reply, res);
+        return;
+      }
+      // Owned by the reply from here (the dispatcher closes it if anything below throws). The
+      // header goes up to the data's length; the data follows from the pipe, then its padding.
+      reply.tail = { pipeFd: res.pipeFd, count: res.count, pad: xdrPad(res.count) };
+      reply.uint32(Nfs3Status.NFS3_OK);
+      encodePostOpAttr(reply, res.attr);
+      reply.uint32(res.count);
+      reply.bool(res.eof);
+      reply.uint32(res.count);
+      return;
+    }
     const start = reply.ensure(READ_HEADER_MAX + count + 3);
     const buffer = reply.buffer;
     const dataAt = start + READ_HEADER_MAX;

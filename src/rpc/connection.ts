@@ -15,7 +15,8 @@ import type { Logger } from 'pino';
 import type { RpcDispatcher } from './dispatch.js';
 import { RecordError, RecordReader } from './record.js';
 import { LARGE_BUFFER_MIN, largeBuffers } from './buffers.js';
-import { peerIdentity, type ConnectionInfo, type Peer } from './types.js';
+import { closeSync } from 'node:fs';
+import { peerIdentity, replyTails, type ConnectionInfo, type Peer, type ReplyTail } from './types.js';
 
 export const DEFAULT_MAX_CALLS_IN_FLIGHT = 64;
 export const DEFAULT_IDLE_TIMEOUT_MS = 5 * 60 * 1000;
@@ -43,6 +44,14 @@ export interface RpcConnectionOptions {
   localPort?: number;
   /** Reply bytes queued on the socket before reading pauses. Default 8 MiB. */
   maxQueuedReplyBytes?: number;
+  /** Sends replies that end in a pipe (ReplyTail); without it no reply may have one (spliceFd is absent). */
+  splicer?: ReplySplicer;
+}
+
+/** The native half of a spliced reply (native-bridges/src/splice.cc, FsBridge.sendSpliced). */
+export interface ReplySplicer {
+  send(socketFd: number, header: Buffer, pipeFd: number, count: number, pad: number): { id: number; done: Promise<{ err: number }> };
+  cancel(id: number): void;
 }
 
 let nextConnectionId = 1;
@@ -67,6 +76,19 @@ export class RpcConnection extends EventEmitter implements ConnectionInfo {
   private readonly maxCallsInFlight: number;
   private readonly idleTimeoutMs: number;
   private readonly maxQueuedReplyBytes: number;
+  private readonly splicer: ReplySplicer | undefined;
+  /** The socket's descriptor, when replies may end in a pipe (see spliceFd). */
+  readonly spliceFd: number | undefined;
+  /**
+   * Replies not yet handed to the socket, in order: empty except while a spliced reply is being
+   * sent (by the native side, straight to the socket) or waits for the socket's queue to empty.
+   */
+  private readonly output: Buffer[] = [];
+  private outputBytes = 0;
+  /** The spliced reply being sent now, if any. */
+  private splicing: number | null = null;
+  /** Waiting for the socket to have written everything before a spliced reply starts. */
+  private flushing = false;
 
   private inFlight = 0;
   /** Records read while maxCallsInFlight calls were running. */
@@ -92,6 +114,8 @@ export class RpcConnection extends EventEmitter implements ConnectionInfo {
     this.maxCallsInFlight = Math.max(1, options.maxCallsInFlight ?? DEFAULT_MAX_CALLS_IN_FLIGHT);
     this.idleTimeoutMs = options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS;
     this.maxQueuedReplyBytes = Math.max(0, options.maxQueuedReplyBytes ?? DEFAULT_MAX_QUEUED_REPLY_BYTES);
+    this.splicer = options.splicer;
+    this.spliceFd = this.splicer ? socketFd(socket) : undefined;
     const readerOptions: { maxRecordSize?: number; maxFragments?: number } = {};
     if (options.maxRecordSize !== undefined) readerOptions.maxRecordSize = options.maxRecordSize;
     if (options.maxFragments !== undefined) readerOptions.maxFragments = options.maxFragments;
@@ -129,6 +153,10 @@ export class RpcConnection extends EventEmitter implements ConnectionInfo {
       this.idleTimer = null;
     }
     this.waiting.length = 0;
+    for (const reply of this.output) releaseTail(replyTails.get(reply));
+    this.output.length = 0;
+    this.outputBytes = 0;
+    if (this.splicing !== null) this.splicer?.cancel(this.splicing);
     this.socket.destroy();
     this.logger.debug({ reason, callsInFlight: this.inFlight }, 'RPC connection closed');
     this.emit('close', reason);
@@ -151,7 +179,7 @@ export class RpcConnection extends EventEmitter implements ConnectionInfo {
   }
 
   private closeIfDrained(): void {
-    if (!this.draining || this.closedReason !== null || this.inFlight > 0 || this.waiting.length > 0) return;
+    if (!this.draining || this.closedReason !== null || this.inFlight > 0 || this.waiting.length > 0 || this.outputPending()) return;
     // end() flushes the replies already written; the close follows once they are out.
     if (this.socket.writableEnded || this.socket.destroyed) this.close('drained');
     else this.socket.end(() => this.close('drained'));
@@ -223,7 +251,24 @@ export class RpcConnection extends EventEmitter implements ConnectionInfo {
 
   private write(reply: Buffer): void {
     const socket = this.socket;
-    if (socket.writableEnded || socket.destroyed) return;
+    if (socket.writableEnded || socket.destroyed) {
+      releaseTail(replyTails.get(reply));
+      return;
+    }
+    const tail = replyTails.get(reply);
+    if (tail !== undefined || this.output.length > 0 || this.splicing !== null) {
+      // Behind (or itself) a spliced reply: kept in order here until the socket is ours alone.
+      this.output.push(reply);
+      this.outputBytes += reply.length + (tail ? tail.count : 0);
+      this.pumpOutput();
+    } else {
+      this.writeToSocket(reply);
+    }
+    this.checkWriteBlocked();
+  }
+
+  private writeToSocket(reply: Buffer): void {
+    const socket = this.socket;
     if (!this.corked) {
       this.corked = true;
       socket.cork();
@@ -234,15 +279,73 @@ export class RpcConnection extends EventEmitter implements ConnectionInfo {
     }
     if (reply.length >= LARGE_BUFFER_MIN) socket.write(reply, () => largeBuffers.give(reply));
     else socket.write(reply);
-    // Blocked by what is queued, not by write()'s answer (see DEFAULT_MAX_QUEUED_REPLY_BYTES);
-    // 'drain' still comes once the queue empties, since write() returned false on the way up.
-    if (!this.writeBlocked && socket.writableLength > this.maxQueuedReplyBytes) {
+  }
+
+  /**
+   * Hands queued replies to the socket in order. A spliced reply goes out only once the socket has
+   * written everything before it (the native side writes to the socket directly), and everything
+   * after it waits until it is out.
+   */
+  private pumpOutput(): void {
+    while (this.output.length > 0 && this.splicing === null && this.closedReason === null) {
+      const reply = this.output[0]!;
+      const tail = replyTails.get(reply);
+      if (tail === undefined) {
+        this.output.shift();
+        this.outputBytes -= reply.length;
+        this.writeToSocket(reply);
+        continue;
+      }
+      const socket = this.socket;
+      if (this.corked || socket.writableLength > 0) {
+        if (!this.flushing) {
+          this.flushing = true;
+          if (this.corked) this.uncork();
+          // Writes complete in order: this callback runs once everything before it is written.
+          socket.write(EMPTY, () => {
+            this.flushing = false;
+            this.pumpOutput();
+            this.checkWriteBlocked();
+          });
+        }
+        return;
+      }
+      this.output.shift();
+      this.outputBytes -= reply.length + tail.count;
+      const { id, done } = this.splicer!.send(this.spliceFd!, reply, tail.pipeFd, tail.count, tail.pad);
+      this.splicing = id;
+      done.then(({ err }) => {
+        this.splicing = null;
+        largeBuffers.give(reply);
+        if (this.closedReason !== null) return;
+        if (err !== 0) {
+          this.logger.debug({ errno: err }, 'spliced reply failed');
+          this.close(`spliced reply failed (errno ${err})`);
+          return;
+        }
+        this.lastActivity = performance.now();
+        this.pumpOutput();
+        this.checkWriteBlocked();
+        this.endIfDone();
+        this.closeIfDrained();
+      });
+    }
+  }
+
+  /** Replies held (socket queue, our queue) past the bound stop new calls; below it they start again. */
+  private checkWriteBlocked(): void {
+    const held = this.socket.writableLength + this.outputBytes;
+    if (!this.writeBlocked && held > this.maxQueuedReplyBytes) {
       this.writeBlocked = true;
       this.updateFlow();
+    } else if (this.writeBlocked && held <= this.maxQueuedReplyBytes && this.output.length === 0 && this.splicing === null) {
+      // 'drain' brings the socket's own queue back; this covers replies that waited on a splice.
+      if (this.socket.writableLength === 0) this.onDrain();
     }
   }
 
   private readonly uncork = (): void => {
+    if (!this.corked) return;
     this.corked = false;
     this.socket.uncork();
   };
@@ -269,6 +372,10 @@ export class RpcConnection extends EventEmitter implements ConnectionInfo {
     }
   }
 
+  private outputPending(): boolean {
+    return this.output.length > 0 || this.splicing !== null || this.flushing;
+  }
+
   /** The peer sent FIN: answer what it asked, then close our side. */
   private onEnd(): void {
     this.readEnded = true;
@@ -276,7 +383,7 @@ export class RpcConnection extends EventEmitter implements ConnectionInfo {
   }
 
   private endIfDone(): void {
-    if (!this.readEnded || this.inFlight > 0 || this.waiting.length > 0) return;
+    if (!this.readEnded || this.inFlight > 0 || this.waiting.length > 0 || this.outputPending()) return;
     if (!this.socket.writableEnded) this.socket.end();
   }
 
@@ -308,4 +415,22 @@ export class RpcConnection extends EventEmitter implements ConnectionInfo {
       this.armIdleTimer(Math.max(1, Math.ceil(this.idleTimeoutMs - idleFor)));
     }
   };
+}
+
+const EMPTY = Buffer.alloc(0);
+
+/** The descriptor under a Node socket (TCP and pipe handles expose it on Unix), if any. */
+function socketFd(socket: Duplex): number | undefined {
+  const fd = (socket as { _handle?: { fd?: unknown } })._handle?.fd;
+  return typeof fd === 'number' && Number.isInteger(fd) && fd >= 0 ? fd : undefined;
+}
+
+/** A spliced reply that will not be sent lets go of its pipe. */
+function releaseTail(tail: ReplyTail | undefined): void {
+  if (tail === undefined) return;
+  try {
+    closeSync(tail.pipeFd);
+  } catch {
+    // already closed
+  }
 }

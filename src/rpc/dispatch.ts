@@ -15,7 +15,8 @@ import {
   encodeProgMismatch,
   encodeRpcMismatch,
 } from './message.js';
-import { RECORD_MARK_SIZE, setRecordMark } from './record.js';
+import { closeSync } from 'node:fs';
+import { LAST_FRAGMENT, MAX_FRAGMENT_LENGTH, RECORD_MARK_SIZE, setRecordMark } from './record.js';
 import {
   AcceptStat,
   peerIdentity,
@@ -24,6 +25,7 @@ import {
   type RpcCall,
   type RpcFailure,
   type RpcProgram,
+  replyTails,
 } from './types.js';
 
 export type CallOutcome = 'ok' | 'garbage' | 'error' | 'denied' | 'unavailable';
@@ -158,16 +160,19 @@ export class RpcDispatcher {
       if (failure === undefined || failure === null) {
         outcome = 'ok';
       } else if ('auth' in failure) {
+        dropTail(w);
         // Rewrite the whole reply as MSG_DENIED: nothing of the accepted header stays.
         w.offset = RECORD_MARK_SIZE;
         encodeAuthError(w, header.xid, failure.auth);
         outcome = 'denied';
       } else {
+        dropTail(w);
         w.offset = statAt;
         w.uint32(failure.accept);
         outcome = outcomeOf(failure.accept);
       }
     } catch (err) {
+      dropTail(w);
       w.offset = statAt;
       if (err instanceof XdrError) {
         w.uint32(AcceptStat.GARBAGE_ARGS);
@@ -196,7 +201,18 @@ export class RpcDispatcher {
   }
 
   private finish(w: XdrWriter): Buffer {
-    return setRecordMark(w.result());
+    const reply = w.result();
+    const tail = w.tail;
+    if (tail === null) return setRecordMark(reply);
+    // One fragment: the buffer after the mark, then the tail's bytes (RFC 5531 section 11).
+    const length = reply.length - RECORD_MARK_SIZE + tail.count + tail.pad;
+    if (length > MAX_FRAGMENT_LENGTH) {
+      dropTail(w);
+      throw new RangeError(`reply of ${length} bytes cannot be one record fragment`);
+    }
+    reply.writeUInt32BE((LAST_FRAGMENT | length) >>> 0, 0);
+    replyTails.set(reply, tail);
+    return reply;
   }
 
   private observe(program: string, procedure: string, started: number, outcome: CallOutcome): void {
@@ -207,4 +223,15 @@ export class RpcDispatcher {
       this.logger.error({ err }, 'RPC onCall observer threw');
     }
   }
+}
+
+/** A reply that will not be sent as built lets go of its tail's pipe. */
+function dropTail(w: XdrWriter): void {
+  if (w.tail === null) return;
+  try {
+    closeSync(w.tail.pipeFd);
+  } catch {
+    // already closed
+  }
+  w.tail = null;
 }

@@ -37,8 +37,8 @@ export class RpcServer {
    */
   accept(socket: Duplex, peer: Peer, options: RpcConnectionOptions = {}): RpcConnection {
     const merged: RpcConnectionOptions = { ...this.connectionOptions };
-    for (const [key, value] of Object.entries(options) as [keyof RpcConnectionOptions, number | undefined][]) {
-      if (value !== undefined) merged[key] = value;
+    for (const [key, value] of Object.entries(options) as [keyof RpcConnectionOptions, unknown][]) {
+      if (value !== undefined) (merged as Record<string, unknown>)[key] = value;
     }
     const connection = new RpcConnection(socket, peer, this.dispatcher, this.logger, merged);
     this.onAccept?.(peer);

@@ -98,7 +98,25 @@ export interface ConnectionInfo {
   readonly localPort?: number;
   /** Closes this connection (e.g. a guest left without grants). */
   close(reason: string): void;
+  /**
+   * The socket's descriptor when a reply may end in bytes spliced from a pipe (ReplyTail); absent
+   * when the transport cannot take them (then READ copies its data into the reply as usual).
+   */
+  readonly spliceFd?: number;
 }
+
+/**
+ * The end of a reply that is not in its buffer: `count` bytes waiting in a pipe (a zero-copy
+ * READ's data), then `pad` zero bytes (XDR padding). The record mark counts them.
+ */
+export interface ReplyTail {
+  pipeFd: number;
+  count: number;
+  pad: number;
+}
+
+/** The tails of replies RpcDispatcher.dispatch returned, by reply buffer (set only for such replies). */
+export const replyTails = new WeakMap<Buffer, ReplyTail>();
 
 /**
  * What a handler may answer instead of results. Returning nothing (undefined) means SUCCESS with

@@ -94,6 +94,11 @@ export class XdrReader {
 export class XdrWriter {
   buffer: Buffer;
   offset: number;
+  /**
+   * Bytes the reply ends with that are not in `buffer` (a spliced READ's data, rpc/types.ts
+   * ReplyTail): set by a handler once its encoding is complete; the dispatcher owns it from then.
+   */
+  tail: { pipeFd: number; count: number; pad: number } | null = null;
 
   constructor(initialSize = 512) {
     this.buffer = Buffer.allocUnsafe(initialSize);
