@@ -160,7 +160,7 @@ async function startOurs() {
   ].join('\n'));
   const env = { ...process.env };
   delete env.NODE_OPTIONS;
-  const child = track(spawn(process.execPath, [cli, 'serve', '--config', config], { env, stdio: ['ignore', 'pipe', 'pipe'] }));
+  const child = track(spawn(process.execPath, ['--initial-heap-size=128', cli, 'serve', '--config', config], { env, stdio: ['ignore', 'pipe', 'pipe'] }));
   const output = [];
   return await new Promise((resolve, reject) => {
     let port;

@@ -28,13 +28,13 @@ export const cliPath = process.env.MANILA_GATEWAY_CLI
   : path.join(repoRoot, 'bin', 'manila-gateway.cjs');
 
 /**
- * The command that runs the daemon with `args` as an operator would. The test runner hands every
- * child it spawns a NODE_OPTIONS with its own loaders (even when given an explicit environment);
- * `env -u` drops it, so the daemon neither loads them nor has libuv's threadpool started before
- * it sizes it.
+ * The command that runs the daemon with `args` as an operator would (with the node flag of the
+ * bin's first line). The test runner hands every child it spawns a NODE_OPTIONS with its own
+ * loaders (even when given an explicit environment); `env -u` drops it, so the daemon does not
+ * load them.
  */
 export function daemonCommand(args: string[]): [string, string[]] {
-  return ['/usr/bin/env', ['-u', 'NODE_OPTIONS', process.execPath, cliPath, ...args]];
+  return ['/usr/bin/env', ['-u', 'NODE_OPTIONS', process.execPath, '--initial-heap-size=128', cliPath, ...args]];
 }
 
 /** A grant's guest identity, as in the config (DESIGN.md). */
