@@ -14,14 +14,14 @@
 /** The largest size class: a 1 MiB payload plus room for the RPC and NFS headers around it. */
 export const LARGE_BUFFER_SIZE = 1024 * 1024 + 64 * 1024;
 
-/** The smaller class: replies of small READs (4 KiB random reads) and READDIR pages. */
-export const MEDIUM_BUFFER_SIZE = 64 * 1024;
+/** The smaller class: replies of small READs (4 KiB random reads) and READDIR(PLUS) pages of 64 KiB plus their headers. */
+export const MEDIUM_BUFFER_SIZE = 68 * 1024;
 
 /** Below this, Buffer.allocUnsafe's own 8 KiB slab serves the request without a new allocation. */
 export const LARGE_BUFFER_MIN = 4 * 1024;
 
 export interface LargeBufferPoolOptions {
-  /** Free buffers of the large class kept at most (default 32: 34 MiB); of the medium class, 8 times as many (16 MiB). */
+  /** Free buffers of the large class kept at most (default 32: 34 MiB); of the medium class, 8 times as many (17 MiB). */
   maxFree?: number;
   /** Free buffers are let go after this long without a take. Default 30 s. */
   idleMs?: number;
