@@ -1,12 +1,21 @@
 // READDIR / READDIRPLUS: getdents64 on a directory reopened as the caller, resumed at a cookie
 // (the d_off of the last entry the client saw), with per-entry handle and attributes for plus.
+//
+// readdir() hands JS one object per entry (READDIR, and READDIRPLUS of callers that want
+// objects); readdirPlusEncode() writes READDIRPLUS's dirlistplus3 straight into the reply buffer
+// on the worker thread: the XDR of every entry, with its fattr3 and its NFS handle (tag included),
+// so the main thread does the same small amount of work whatever the number of entries.
+#define OPENSSL_SUPPRESS_DEPRECATED  // SHA256_Init/Update/Final: the HMAC below keeps their state
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
+#include <openssl/crypto.h>
+#include <openssl/sha.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -234,6 +243,513 @@ Napi::Value Readdir(const Napi::CallbackInfo& info) {
   return StartOp(info.Env(), std::move(op));
 }
 
+// ---------------------------------------------------------------- READDIRPLUS, encoded in place
+//
+// Byte for byte what the JS path makes (src/nfs3/readdirplus.ts encodeReaddirplus3Res over
+// ShareFileService.list, src/fs/attributes.ts toFattr3, src/nfs3/xdr.ts encodeFattr3 and
+// src/fs/handle.ts HandleCodec.encode): the same entries, budgets, eof, handles and attributes.
+// Numbers go through a double on the JS path (NativeStat fields), so they do here too (JsUint32,
+// JsUint64): a fileid past 2^53 must read the same in READDIRPLUS as in GETATTR.
+
+// src/fs/handle.ts
+constexpr unsigned kHandleVersion = 1;
+constexpr unsigned kHandleHeader = 14;
+constexpr unsigned kHandleTag = 12;
+constexpr unsigned kNfsFhSize = 64;  // NFS3_FHSIZE
+constexpr unsigned kMaxKernelHandle = kNfsFhSize - kHandleHeader - kHandleTag;  // MAX_KERNEL_HANDLE
+constexpr unsigned kShareKeyBytes = 8;
+// src/nfs3/xdr.ts, src/nfs3/readdir.ts
+constexpr size_t kFattr3Size = 84;
+constexpr size_t kDirlistTail = 8;  // DIRLIST3_TAIL: no next entry, eof
+
+inline size_t XdrPad(size_t n) { return (4 - (n & 3)) & 3; }
+inline size_t OpaqueSize(size_t n) { return 4 + n + XdrPad(n); }
+
+inline uint8_t* Put32(uint8_t* p, uint32_t v) {
+  p[0] = static_cast<uint8_t>(v >> 24);
+  p[1] = static_cast<uint8_t>(v >> 16);
+  p[2] = static_cast<uint8_t>(v >> 8);
+  p[3] = static_cast<uint8_t>(v);
+  return p + 4;
+}
+
+inline uint8_t* Put64(uint8_t* p, uint64_t v) {
+  Put32(p, static_cast<uint32_t>(v >> 32));
+  return Put32(p + 4, static_cast<uint32_t>(v));
+}
+
+/** An opaque's length, bytes and zero padding. */
+inline uint8_t* PutOpaque(uint8_t* p, const void* data, size_t n) {
+  p = Put32(p, static_cast<uint32_t>(n));
+  std::memcpy(p, data, n);
+  p += n;
+  for (size_t i = XdrPad(n); i > 0; i--) *p++ = 0;
+  return p;
+}
+
+/** JS `d >>> 0` (XdrWriter.uint32) of an integral double. */
+uint32_t JsUint32(double d) {
+  if (d >= 0 && d < 18446744073709551616.0) return static_cast<uint32_t>(static_cast<uint64_t>(d));
+  if (d < 0 && d >= -9223372036854775808.0) return static_cast<uint32_t>(static_cast<int64_t>(d));
+  if (!std::isfinite(d)) return 0;
+  double m = std::fmod(std::trunc(d), 4294967296.0);
+  if (m < 0) m += 4294967296.0;
+  return static_cast<uint32_t>(m);
+}
+
+/** XdrWriter.uint64 of a number: the high and low words as it computes them. */
+uint64_t JsUint64(double d) {
+  if (d >= 0 && d < 18446744073709551616.0) return static_cast<uint64_t>(d);
+  const double hi = std::floor(d / 4294967296.0);
+  const double lo = d - hi * 4294967296.0;
+  return (static_cast<uint64_t>(JsUint32(hi)) << 32) | JsUint32(lo);
+}
+
+/** ftypeOf (src/fs/attributes.ts): ftype3 of st_mode, NF3REG for anything unknown. */
+uint32_t Ftype3Of(mode_t mode) {
+  switch (mode & S_IFMT) {
+    case S_IFDIR: return 2;   // NF3DIR
+    case S_IFBLK: return 3;   // NF3BLK
+    case S_IFCHR: return 4;   // NF3CHR
+    case S_IFLNK: return 5;   // NF3LNK
+    case S_IFSOCK: return 6;  // NF3SOCK
+    case S_IFIFO: return 7;   // NF3FIFO
+    default: return 1;        // NF3REG
+  }
+}
+
+/** encodeFattr3(toFattr3(stat, fsid)), the stat taken through doubles as StatToJs does. */
+uint8_t* PutFattr3(uint8_t* p, const struct stat& st, uint64_t fsid) {
+  p = Put32(p, Ftype3Of(st.st_mode));
+  p = Put32(p, JsUint32(static_cast<double>(st.st_mode)) & 07777);
+  p = Put32(p, JsUint32(static_cast<double>(st.st_nlink)));
+  p = Put32(p, JsUint32(static_cast<double>(st.st_uid)));
+  p = Put32(p, JsUint32(static_cast<double>(st.st_gid)));
+  p = Put64(p, JsUint64(static_cast<double>(st.st_size)));
+  p = Put64(p, JsUint64(static_cast<double>(st.st_blocks) * 512));
+  p = Put32(p, JsUint32(static_cast<double>(major(st.st_rdev))));
+  p = Put32(p, JsUint32(static_cast<double>(minor(st.st_rdev))));
+  p = Put64(p, fsid);
+  p = Put64(p, JsUint64(static_cast<double>(st.st_ino)));
+  p = Put32(p, JsUint32(static_cast<double>(st.st_atim.tv_sec)));
+  p = Put32(p, JsUint32(static_cast<double>(st.st_atim.tv_nsec)));
+  p = Put32(p, JsUint32(static_cast<double>(st.st_mtim.tv_sec)));
+  p = Put32(p, JsUint32(static_cast<double>(st.st_mtim.tv_nsec)));
+  p = Put32(p, JsUint32(static_cast<double>(st.st_ctim.tv_sec)));
+  p = Put32(p, JsUint32(static_cast<double>(st.st_ctim.tv_nsec)));
+  return p;
+}
+
+/**
+ * HMAC-SHA256 with the key's two padded blocks hashed once (RFC 2104): a handle's tag then costs
+ * two SHA-256 blocks. The low-level SHA256 functions take no lock (EVP fetches would, per call).
+ * The states are as good as the key: wiped when dropped, never copied anywhere else.
+ */
+class HmacSha256 {
+ public:
+  HmacSha256() = default;
+  HmacSha256(const HmacSha256&) = delete;
+  HmacSha256& operator=(const HmacSha256&) = delete;
+  HmacSha256(HmacSha256&& other) noexcept { *this = std::move(other); }
+  HmacSha256& operator=(HmacSha256&& other) noexcept {
+    if (this != &other) {
+      inner_ = other.inner_;
+      outer_ = other.outer_;
+      OPENSSL_cleanse(&other.inner_, sizeof other.inner_);
+      OPENSSL_cleanse(&other.outer_, sizeof other.outer_);
+    }
+    return *this;
+  }
+  ~HmacSha256() {
+    OPENSSL_cleanse(&inner_, sizeof inner_);
+    OPENSSL_cleanse(&outer_, sizeof outer_);
+  }
+
+  void SetKey(const uint8_t* key, size_t length) {
+    uint8_t block[SHA256_CBLOCK] = {};
+    if (length > sizeof block) {
+      SHA256_CTX c;
+      SHA256_Init(&c);
+      SHA256_Update(&c, key, length);
+      SHA256_Final(block, &c);
+      OPENSSL_cleanse(&c, sizeof c);
+    } else {
+      std::memcpy(block, key, length);
+    }
+    uint8_t pad[SHA256_CBLOCK];
+    for (size_t i = 0; i < sizeof pad; i++) pad[i] = block[i] ^ 0x36;
+    SHA256_Init(&inner_);
+    SHA256_Update(&inner_, pad, sizeof pad);
+    for (size_t i = 0; i < sizeof pad; i++) pad[i] = block[i] ^ 0x5c;
+    SHA256_Init(&outer_);
+    SHA256_Update(&outer_, pad, sizeof pad);
+    OPENSSL_cleanse(pad, sizeof pad);
+    OPENSSL_cleanse(block, sizeof block);
+  }
+
+  void Mac(const uint8_t* data, size_t length, uint8_t out[SHA256_DIGEST_LENGTH]) const {
+    SHA256_CTX c = inner_;
+    SHA256_Update(&c, data, length);
+    uint8_t inner[SHA256_DIGEST_LENGTH];
+    SHA256_Final(inner, &c);
+    c = outer_;
+    SHA256_Update(&c, inner, sizeof inner);
+    SHA256_Final(out, &c);
+  }
+
+ private:
+  SHA256_CTX inner_{};
+  SHA256_CTX outer_{};
+};
+
+/** HandleCodec.encode into p (14 + length + 12 bytes); the caller checked length <= kMaxKernelHandle. */
+size_t PutNfsHandle(uint8_t* p, const HmacSha256& hmac, const uint8_t* shareKey, int type, const uint8_t* bytes,
+                    unsigned length) {
+  p[0] = kHandleVersion;
+  p[1] = static_cast<uint8_t>(length);
+  std::memcpy(p + 2, shareKey, kShareKeyBytes);
+  Put32(p + 10, static_cast<uint32_t>(type));
+  std::memcpy(p + kHandleHeader, bytes, length);
+  uint8_t tag[SHA256_DIGEST_LENGTH];
+  hmac.Mac(p, kHandleHeader + length, tag);
+  std::memcpy(p + kHandleHeader + length, tag, kHandleTag);
+  return kHandleHeader + length + kHandleTag;
+}
+
+/** What ShareFileService knows of the share a listing is in (readdirPlusEncode's `share`). */
+struct ShareInfo {
+  HmacSha256 hmac;
+  uint8_t key[kShareKeyBytes] = {};
+  double mountId = 0;
+  double ino = 0;
+  double dev = 0;
+  uint64_t fsid = 0;
+  std::string rootHandle;  // the share root's NFS handle: `..` of the root
+};
+
+struct ReaddirPlusOp {
+  Creds creds;
+  int fd = -1;
+  uint64_t cookie = 0;
+  bool isRoot = false;      // the listed directory is the share root (as the service knows it)
+  uint32_t maxEntries = 0;  // the service's cap, as for readdir()
+  uint32_t dircount = 0;    // 0: no separate limit
+  uint32_t budget = 0;      // maxcount (at most NFS3_READDIR_MAX), counted from the status word
+  Napi::ObjectReference keep;  // the reply buffer stays alive while the thread writes into it
+  uint8_t* out = nullptr;      // where the dirlistplus3 goes: buffer + offset, `budget` bytes of room
+  ShareInfo share;
+
+  int err = 0;
+  bool tooSmall = false;
+  bool eof = false;
+  uint32_t count = 0;
+  size_t bytes = 0;
+  OptStat dirStat;  // the directory's attributes for the reply (the listing's fstat, else pathFd's)
+
+  // while running
+  OptStat listed_;  // fstat of the opened directory itself: `..` of the share root, and atRoot
+  bool atRoot_ = false;
+  size_t used_ = 0;  // bytes of the reply from the status word on, as encodeReaddirplus3Res counts
+  size_t dirUsed_ = 0;
+  uint8_t* p_ = nullptr;
+
+  void Run() {
+    RunListing();
+    if (err != 0) {
+      count = 0;
+      bytes = 0;
+      eof = false;
+      tooSmall = false;
+    }
+    // The service answered an unusable listing's attributes with a second fstat of pathFd.
+    if (!dirStat.ok) StatFdOpt(fd, &dirStat);
+  }
+
+  void RunListing() {
+    struct stat st;
+    if ((err = StatFd(fd, &st)) != 0) return;
+    if (!S_ISDIR(st.st_mode)) {
+      err = ENOTDIR;
+      return;
+    }
+    CredGuard guard(creds);
+    if ((err = guard.err()) != 0) return;
+    char path[32];
+    ProcFdPath(fd, path, sizeof path);
+    Fd dir(RetryEintr([&] { return open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC); }));
+    if (!dir.ok()) {
+      err = errno;
+      return;
+    }
+    if (cookie != 0 && lseek(dir.get(), static_cast<off_t>(cookie), SEEK_SET) < 0) {
+      err = errno;
+      StatFdOpt(dir.get(), &dirStat);
+      return;
+    }
+    const size_t bufsize = std::clamp<size_t>(static_cast<size_t>(maxEntries) * 64 + 1024, 4096, 65536);
+    std::unique_ptr<char[]> buf(new char[bufsize]);
+    p_ = out;
+    bool started = false;
+    bool unfit = false;  // an entry was left out for want of room
+    for (;;) {
+      long n = syscall(SYS_getdents64, dir.get(), buf.get(), bufsize);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        err = errno;
+        break;
+      }
+      if (!started) {
+        started = true;
+        if (!Start(dir.get())) return;
+      }
+      if (n == 0) {
+        eof = true;  // nothing after the last entry sent
+        break;
+      }
+      if (count >= maxEntries) break;  // a peek past a full page: more entries exist
+      bool stop = false;
+      for (long pos = 0; pos < n;) {
+        const auto* d = reinterpret_cast<const LinuxDirent64*>(buf.get() + pos);
+        if (count >= maxEntries || !AddEntry(dir.get(), d)) {
+          unfit = count < maxEntries;
+          stop = true;  // eof stays false: entries remain in this very batch
+          break;
+        }
+        pos += d->d_reclen;
+      }
+      if (stop) break;
+    }
+    if (!started) StatFdOpt(dir.get(), &dirStat);
+    if (err != 0) return;
+    if (unfit && count == 0) {
+      tooSmall = true;  // not even one entry fits: NFS3ERR_TOOSMALL
+      return;
+    }
+    p_ = Put32(p_, 0);  // no next entry
+    p_ = Put32(p_, eof ? 1 : 0);
+    bytes = static_cast<size_t>(p_ - out);
+  }
+
+  /** After the first getdents: the directory's attributes decide the header's size. */
+  bool Start(int dirfd) {
+    StatFdOpt(dirfd, &listed_);
+    dirStat = listed_;
+    if (!dirStat.ok) StatFdOpt(fd, &dirStat);
+    atRoot_ = isRoot ||
+              (listed_.ok && static_cast<double>(listed_.st.st_ino) == share.ino &&
+               static_cast<double>(listed_.st.st_dev) == share.dev);
+    // status, post_op_attr, cookieverf
+    used_ = 4 + (dirStat.ok ? 4 + kFattr3Size : 4) + 8;
+    if (used_ + kDirlistTail > budget) {
+      tooSmall = true;
+      return false;
+    }
+    return true;
+  }
+
+  /** Writes one entryplus3 if it fits; false (nothing written) if not. */
+  bool AddEntry(int dirfd, const LinuxDirent64* d) {
+    const char* name = d->d_name;
+    const size_t nameLength = std::strlen(name);
+    const size_t dirSize = 8 + OpaqueSize(nameLength) + 8;  // entryplus3DirSize
+    // the smallest this entry can be (no attributes, no handle): no lookup for one that cannot fit
+    if (used_ + 4 + dirSize + 4 + 4 + kDirlistTail > budget) return false;
+    if (count > 0 && dircount != 0 && dirUsed_ + dirSize > dircount) return false;
+
+    const bool dotdot = nameLength == 2 && name[0] == '.' && name[1] == '.';
+    double fileid = static_cast<double>(d->d_ino);
+    const struct stat* attr = nullptr;
+    OptStat found;
+    HandleData kernel;
+    const uint8_t* rootFh = nullptr;
+    bool handle = false;
+    if (dotdot && atRoot_) {
+      // `..` of a share root is the root itself: nothing above the share is ever named
+      fileid = share.ino;
+      rootFh = reinterpret_cast<const uint8_t*>(share.rootHandle.data());
+      if (listed_.ok) attr = &listed_.st;
+    } else if (dotdot) {
+      // elsewhere the parent's handle is left to LOOKUP (which checks it is still in the share)
+      found.ok = fstatat(dirfd, name, &found.st, AT_SYMLINK_NOFOLLOW) == 0;
+      if (found.ok) fileid = static_cast<double>(found.st.st_ino);
+    } else if (!IsGfidAuxName(dirfd, name)) {
+      // Of an entry gone since getdents: no attributes, no handle, d_ino as its fileid.
+      found.ok = fstatat(dirfd, name, &found.st, AT_SYMLINK_NOFOLLOW) == 0;
+      if (found.ok) fileid = static_cast<double>(found.st.st_ino);
+      // On another mount (a mount point inside the share): no handle, so no attributes either.
+      HandleAt(dirfd, name, 0, &kernel);  // as LookupObject: a handle when had, whatever else failed
+      handle = kernel.ok && static_cast<double>(kernel.mountId) == share.mountId && kernel.len <= kMaxKernelHandle;
+      if (found.ok && handle) attr = &found.st;
+    }
+    const size_t fhLength = handle ? kHandleHeader + kernel.len + kHandleTag : rootFh ? share.rootHandle.size() : 0;
+    const size_t size = 4 + dirSize + (attr ? 4 + kFattr3Size : 4) + (handle || rootFh ? 4 + OpaqueSize(fhLength) : 4);
+    if (used_ + size + kDirlistTail > budget) return false;
+
+    uint8_t* p = p_;
+    p = Put32(p, 1);  // value follows
+    p = Put64(p, JsUint64(fileid));
+    p = PutOpaque(p, name, nameLength);
+    p = Put64(p, static_cast<uint64_t>(d->d_off));
+    if (attr) {
+      p = Put32(p, 1);
+      p = PutFattr3(p, *attr, share.fsid);
+    } else {
+      p = Put32(p, 0);
+    }
+    if (handle) {
+      p = Put32(p, 1);
+      p = Put32(p, static_cast<uint32_t>(fhLength));
+      PutNfsHandle(p, share.hmac, share.key, kernel.type, kernel.bytes, kernel.len);
+      p += fhLength;
+      for (size_t i = XdrPad(fhLength); i > 0; i--) *p++ = 0;
+    } else if (rootFh) {
+      p = Put32(p, 1);
+      p = PutOpaque(p, rootFh, fhLength);
+    } else {
+      p = Put32(p, 0);
+    }
+    p_ = p;
+    used_ += size;
+    dirUsed_ += dirSize;
+    count++;
+    return true;
+  }
+
+  Napi::Value Build(Napi::Env env) {
+    Napi::Object o = Napi::Object::New(env);
+    Put(o, "err", Napi::Number::New(env, err));
+    Put(o, "tooSmall", Napi::Boolean::New(env, tooSmall));
+    Put(o, "bytes", Napi::Number::New(env, static_cast<double>(bytes)));
+    Put(o, "entries", Napi::Number::New(env, count));
+    Put(o, "eof", Napi::Boolean::New(env, eof));
+    SetStat(o, "dirStat", dirStat);
+    return o;
+  }
+};
+
+/** A Buffer property of `o` of minLength to maxLength bytes, copied; false after throwing. */
+bool PropBuffer(Napi::Object o, const char* key, size_t minLength, size_t maxLength, std::string* out) {
+  Napi::Value v = o.Get(key);
+  if (v.IsBuffer()) {
+    auto b = v.As<Napi::Buffer<char>>();
+    if (b.Length() >= minLength && b.Length() <= maxLength) {
+      out->assign(b.Data(), b.Length());
+      return true;
+    }
+  }
+  ThrowType(o.Env(), std::string("share.") + key + " must be a Buffer of " + std::to_string(minLength) + " to " +
+                         std::to_string(maxLength) + " bytes");
+  return false;
+}
+
+bool PropNumber(Napi::Object o, const char* key, double* out) {
+  Napi::Value v = o.Get(key);
+  if (v.IsNumber()) {
+    *out = v.As<Napi::Number>().DoubleValue();
+    if (std::isfinite(*out)) return true;
+  }
+  ThrowType(o.Env(), std::string("share.") + key + " must be a finite number");
+  return false;
+}
+
+/** `share` of readdirPlusEncode: { secret, key, mountId, ino, dev, handle, fsid }. */
+bool ArgShare(const Napi::CallbackInfo& info, size_t i, ShareInfo* out) {
+  if (info.Length() <= i || !info[i].IsObject()) {
+    ThrowType(info.Env(), "share must be an object");
+    return false;
+  }
+  Napi::Object o = info[i].As<Napi::Object>();
+  std::string secret, key;
+  if (!PropBuffer(o, "secret", 32, 1 << 16, &secret)) return false;
+  out->hmac.SetKey(reinterpret_cast<const uint8_t*>(secret.data()), secret.size());
+  OPENSSL_cleanse(&secret[0], secret.size());
+  if (!PropBuffer(o, "key", kShareKeyBytes, kShareKeyBytes, &key)) return false;
+  std::memcpy(out->key, key.data(), kShareKeyBytes);
+  if (!PropNumber(o, "mountId", &out->mountId) || !PropNumber(o, "ino", &out->ino) ||
+      !PropNumber(o, "dev", &out->dev) || !PropBuffer(o, "handle", 1, kNfsFhSize, &out->rootHandle))
+    return false;
+  Napi::Value fsid = o.Get("fsid");
+  bool lossless = false;
+  if (fsid.IsBigInt()) out->fsid = fsid.As<Napi::BigInt>().Uint64Value(&lossless);
+  if (!lossless) {
+    ThrowType(info.Env(), "share.fsid must be a bigint in [0, 2^64)");
+    return false;
+  }
+  return true;
+}
+
+// readdirPlusEncode(creds, pathFd, cookie, isRoot, maxEntries, dircount, maxcount, buffer, offset,
+// length, share) -> Promise<{ err, tooSmall, bytes, entries, eof, dirStat? }>
+Napi::Value ReaddirPlusEncode(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  ReaddirPlusOp op;
+  uint32_t offset, length;
+  if (!ArgCreds(info, 0, &op.creds) || !ArgFd(info, 1, "pathFd", &op.fd) || !ArgU64(info, 2, "cookie", &op.cookie) ||
+      !ArgBool(info, 3, "isRoot", &op.isRoot) || !ArgUint32(info, 4, "maxEntries", &op.maxEntries) ||
+      !ArgUint32(info, 5, "dircount", &op.dircount) || !ArgUint32(info, 6, "maxcount", &op.budget))
+    return env.Undefined();
+  if (info.Length() < 8 || !info[7].IsBuffer()) return ThrowType(env, "buffer must be a Buffer");
+  if (!ArgUint32(info, 8, "offset", &offset) || !ArgUint32(info, 9, "length", &length)) return env.Undefined();
+  auto buffer = info[7].As<Napi::Buffer<uint8_t>>();
+  if (static_cast<uint64_t>(offset) + length > buffer.Length())
+    return ThrowType(env, "offset + length is beyond the end of buffer");
+  if (length < op.budget) return ThrowType(env, "length must be at least maxcount");
+  if (!ArgShare(info, 10, &op.share)) return env.Undefined();
+  op.out = buffer.Data() + offset;
+  op.keep = Napi::Persistent(buffer.As<Napi::Object>());
+  return StartOp(env, std::move(op));
+}
+
+// encodeNfsHandle(secret, shareKey, type, bytes): HandleCodec.encode as readdirPlusEncode makes
+// it, null when the kernel handle is too long (tests compare the two).
+Napi::Value EncodeNfsHandle(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string secret, key, bytes;
+  if (!ArgBytes(info, 0, "secret", &secret) || !ArgBytes(info, 1, "shareKey", &key)) return env.Undefined();
+  if (info.Length() < 3 || !info[2].IsNumber()) return ThrowType(env, "type must be a number");
+  const int type = info[2].As<Napi::Number>().Int32Value();
+  if (!ArgBytes(info, 3, "bytes", &bytes)) return env.Undefined();
+  if (secret.size() < 32 || key.size() != kShareKeyBytes) return ThrowType(env, "secret or shareKey of a wrong size");
+  if (bytes.size() > kMaxKernelHandle) return env.Null();
+  HmacSha256 hmac;
+  hmac.SetKey(reinterpret_cast<const uint8_t*>(secret.data()), secret.size());
+  OPENSSL_cleanse(&secret[0], secret.size());
+  uint8_t out[kNfsFhSize];
+  const size_t n = PutNfsHandle(out, hmac, reinterpret_cast<const uint8_t*>(key.data()), type,
+                                reinterpret_cast<const uint8_t*>(bytes.data()), static_cast<unsigned>(bytes.size()));
+  return Napi::Buffer<uint8_t>::Copy(env, out, n);
+}
+
+// encodeFattr3(stat, fsid): the 84 bytes readdirPlusEncode writes for a NativeStat-shaped object
+// (tests compare them with encodeFattr3(toFattr3(...))).
+Napi::Value EncodeFattr3(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsObject() || !info[1].IsBigInt()) return ThrowType(env, "encodeFattr3(stat, fsid)");
+  Napi::Object o = info[0].As<Napi::Object>();
+  auto num = [&](const char* key) { return o.Get(key).ToNumber().DoubleValue(); };
+  struct stat st = {};
+  st.st_dev = static_cast<dev_t>(num("dev"));
+  st.st_ino = static_cast<ino_t>(num("ino"));
+  st.st_mode = static_cast<mode_t>(num("mode"));
+  st.st_nlink = static_cast<nlink_t>(num("nlink"));
+  st.st_uid = static_cast<uid_t>(num("uid"));
+  st.st_gid = static_cast<gid_t>(num("gid"));
+  st.st_rdev = makedev(static_cast<unsigned>(num("rdevMajor")), static_cast<unsigned>(num("rdevMinor")));
+  st.st_size = static_cast<off_t>(num("size"));
+  st.st_blocks = static_cast<blkcnt_t>(num("blocks"));
+  st.st_atim.tv_sec = static_cast<time_t>(num("atimeSec"));
+  st.st_atim.tv_nsec = static_cast<long>(num("atimeNsec"));
+  st.st_mtim.tv_sec = static_cast<time_t>(num("mtimeSec"));
+  st.st_mtim.tv_nsec = static_cast<long>(num("mtimeNsec"));
+  st.st_ctim.tv_sec = static_cast<time_t>(num("ctimeSec"));
+  st.st_ctim.tv_nsec = static_cast<long>(num("ctimeNsec"));
+  bool lossless = false;
+  const uint64_t fsid = info[1].As<Napi::BigInt>().Uint64Value(&lossless);
+  uint8_t out[kFattr3Size];
+  PutFattr3(out, st, fsid);
+  return Napi::Buffer<uint8_t>::Copy(env, out, sizeof out);
+}
+
 }  // namespace
 
 void InitReaddir(Napi::Env env, Napi::Object exports) {
@@ -241,6 +757,9 @@ void InitReaddir(Napi::Env env, Napi::Object exports) {
   if (builder.IsEmpty() || !builder.IsFunction()) return;  // exception pending: the require fails
   GetAddonData(env)->readdirBuilder = Napi::Persistent(builder.As<Napi::Function>());
   Put(exports, "readdir", Napi::Function::New(env, Readdir, "readdir"));
+  Put(exports, "readdirPlusEncode", Napi::Function::New(env, ReaddirPlusEncode, "readdirPlusEncode"));
+  Put(exports, "encodeNfsHandle", Napi::Function::New(env, EncodeNfsHandle, "encodeNfsHandle"));
+  Put(exports, "encodeFattr3", Napi::Function::New(env, EncodeFattr3, "encodeFattr3"));
 }
 
 }  // namespace manila

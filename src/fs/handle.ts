@@ -37,6 +37,14 @@ export class HandleCodec {
     if (secret.length < 32) throw new Error('handle secret must be at least 32 bytes');
   }
 
+  /**
+   * The secret, for the native READDIRPLUS encoder, which makes the same handles on its worker
+   * threads (native-bridges/src/readdir.cc). Never log it.
+   */
+  get nativeSecret(): Buffer {
+    return this.secret;
+  }
+
   /** The share key: a stable digest of where the share lives, so re-pointing a share makes old handles stale. */
   static shareKey(shareId: string, backend: string, sharePath: string): Buffer {
     return createHash('sha256').update(`${shareId}\0${backend}\0${sharePath}`).digest().subarray(0, SHARE_KEY_BYTES);

@@ -9,7 +9,7 @@ import { closeSync } from 'node:fs';
 import { constants } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
-import type { CreateResult, FsBridge, KernelHandle, NativeStat, ObjectResult, SetattrRequest } from '../native/fsbridge.js';
+import type { CreateResult, FsBridge, KernelHandle, NativeShareInfo, NativeStat, ObjectResult, SetattrRequest } from '../native/fsbridge.js';
 import type { GrantTable } from '../grants/table.js';
 import type { Grant } from '../grants/types.js';
 import { AuthFlavor } from '../rpc/types.js';
@@ -40,7 +40,9 @@ import type {
   MountService,
   NfsFileService,
   PathconfResult,
+  ReaddirPlusInPlaceResult,
   ReaddirPlusResult,
+  ReaddirPlusTarget,
   ReaddirResult,
   ReadlinkResult,
   ReadResult,
@@ -69,6 +71,17 @@ const E = constants.errno;
 const MAX_NAME = 255;
 const MAX_SYMLINK_TARGET = 4096;
 const ONE_MIB = 1024 * 1024;
+const ZERO_VERIFIER = Buffer.alloc(8);
+
+/**
+ * Entries READDIRPLUS lists for one reply: entryplus3 with attributes and a handle is about 150
+ * bytes plus its name; a dircount of 0 sets no separate limit (the program treats it so too).
+ */
+function readdirplusMaxEntries(dirMaxBytes: number, maxBytes: number): number {
+  const byMax = Math.ceil(Math.min(maxBytes, ONE_MIB) / 140);
+  const byDir = dirMaxBytes === 0 ? Infinity : Math.ceil(Math.min(dirMaxBytes, ONE_MIB) / 24);
+  return Math.min(4096, Math.max(1, Math.min(byMax, byDir)));
+}
 
 /** MOUNT v3 status (RFC 1813 section 5.1.5); the values it shares with nfsstat3. */
 export const MountStat = {
@@ -232,6 +245,8 @@ export class ShareFileService implements NfsFileService, MountService {
   private readonly ops = new Map<string, number>();
   private readonly unsubscribe: () => void;
   private closed = false;
+  /** readdirPlusEncode's view of each open share root. */
+  private readonly nativeShares = new WeakMap<ShareRoot, NativeShareInfo>();
 
   constructor(options: ShareFileServiceOptions) {
     this.native = options.native;
@@ -874,9 +889,14 @@ export class ShareFileService implements NfsFileService, MountService {
     );
   }
 
+  /** A READDIR cookie verifier we accept: ours, or zeros (RFC 1813 lets a client send those). */
+  private verifierAccepted(cookie: bigint, verifier: Buffer): boolean {
+    return cookie === 0n || verifier.equals(this.cookieVerifier) || verifier.equals(ZERO_VERIFIER);
+  }
+
   /** Shared READDIR / READDIRPLUS work: verifier check, listing, the share-root rule for "..". */
   private async list(ctx: Context, cookie: bigint, verifier: Buffer, maxEntries: number, plus: boolean) {
-    if (cookie !== 0n && !verifier.equals(this.cookieVerifier) && !verifier.equals(Buffer.alloc(8))) {
+    if (!this.verifierAccepted(cookie, verifier)) {
       return { status: Nfs3Status.NFS3ERR_BAD_COOKIE as Nfs3Status, dirAttr: await this.attrOf(ctx), entries: [] as DirEntryPlus[], eof: false };
     }
     const result = await this.native.readdir(ctx.creds, ctx.object.fd, cookie, maxEntries, plus);
@@ -932,14 +952,76 @@ export class ShareFileService implements NfsFileService, MountService {
     maxBytes: number,
   ): Promise<ReaddirPlusResult> {
     return this.with(caller, dirFh, (status) => ({ status, dirAttr: null, cookieVerifier: this.cookieVerifier, entries: [], eof: false }), async (ctx) => {
-      // entryplus3 with attributes and a handle is about 150 bytes plus its name; a dircount of 0
-      // sets no separate limit (the program treats it so too)
-      const byMax = Math.ceil(Math.min(maxBytes, ONE_MIB) / 140);
-      const byDir = dirMaxBytes === 0 ? Infinity : Math.ceil(Math.min(dirMaxBytes, ONE_MIB) / 24);
-      const maxEntries = Math.min(4096, Math.max(1, Math.min(byMax, byDir)));
-      const listed = await this.list(ctx, cookie, cookieVerifier, maxEntries, true);
+      const listed = await this.list(ctx, cookie, cookieVerifier, readdirplusMaxEntries(dirMaxBytes, maxBytes), true);
       return { ...listed, cookieVerifier: this.cookieVerifier };
     }, 'readdirplus');
+  }
+
+  /**
+   * READDIRPLUS with the entries encoded on the worker thread into the reply (readdirPlusEncode):
+   * the main thread's work no longer grows with the number of entries. The same reply as
+   * readdirplus + encodeReaddirplus3Res, including the ".." rules of list().
+   */
+  async readdirplusInPlace(
+    caller: Caller,
+    dirFh: Buffer,
+    cookie: bigint,
+    cookieVerifier: Buffer,
+    dirMaxBytes: number,
+    maxBytes: number,
+    target: ReaddirPlusTarget,
+  ): Promise<ReaddirPlusInPlaceResult> {
+    const fail = (status: Nfs3Status): ReaddirPlusInPlaceResult => ({
+      status, dirAttr: null, cookieVerifier: this.cookieVerifier, tooSmall: false, bytes: 0, entries: 0, eof: false,
+    });
+    return this.with(caller, dirFh, fail, async (ctx) => {
+      if (!this.verifierAccepted(cookie, cookieVerifier)) return { ...fail(Nfs3Status.NFS3ERR_BAD_COOKIE), dirAttr: await this.attrOf(ctx) };
+      const maxEntries = readdirplusMaxEntries(dirMaxBytes, maxBytes);
+      // Pinned while the pool thread may write into it, even past a JUKEBOX at the gate's timeout.
+      largeBuffers.pin(target.buffer);
+      let result: Awaited<ReturnType<FsBridge['readdirPlusEncode']>>;
+      try {
+        result = await this.native.readdirPlusEncode(
+          ctx.creds, ctx.object.fd, cookie, ctx.object.isRoot, maxEntries, dirMaxBytes, maxBytes,
+          target.buffer, target.offset, target.length, this.nativeShare(ctx.share),
+        );
+      } finally {
+        largeBuffers.unpin(target.buffer);
+      }
+      // The native side took the fallback fstat of the directory itself (list() calls attrOf).
+      const dirAttr = result.dirStat ? toFattr3(result.dirStat, ctx.share.fsid) : null;
+      if (result.err !== 0) {
+        const status = result.err === E.EINVAL && cookie !== 0n ? Nfs3Status.NFS3ERR_BAD_COOKIE : errnoToNfs3(result.err);
+        return { ...fail(status), dirAttr };
+      }
+      return {
+        status: Nfs3Status.NFS3_OK,
+        dirAttr,
+        cookieVerifier: this.cookieVerifier,
+        tooSmall: result.tooSmall,
+        bytes: result.bytes,
+        entries: result.entries,
+        eof: result.eof,
+      };
+    }, 'readdirplus');
+  }
+
+  /** What readdirPlusEncode needs of a share (made once per open root; holds the secret, never logged). */
+  private nativeShare(share: ShareRoot): NativeShareInfo {
+    let info = this.nativeShares.get(share);
+    if (!info) {
+      info = {
+        secret: this.codec.nativeSecret,
+        key: share.key,
+        mountId: share.mountId,
+        dev: share.dev,
+        ino: share.ino,
+        handle: share.handle,
+        fsid: share.fsid,
+      };
+      this.nativeShares.set(share, info);
+    }
+    return info;
   }
 
   async fsstat(caller: Caller, fh: Buffer): Promise<FsstatResult> {

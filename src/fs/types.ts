@@ -129,6 +129,34 @@ export interface ReaddirPlusResult {
   eof: boolean;
 }
 
+/**
+ * Where READDIRPLUS writes its entries in place: the NFS program reserves room in the reply and the
+ * layer writes the dirlistplus3 there. `buffer` has at least `length` bytes free from `offset`.
+ */
+export interface ReaddirPlusTarget {
+  buffer: Buffer;
+  offset: number;
+  length: number;
+}
+
+/** READDIRPLUS with its entries already encoded into a ReaddirPlusTarget. */
+export interface ReaddirPlusInPlaceResult {
+  status: Nfs3Status;
+  dirAttr: Fattr3 | null;
+  cookieVerifier: Buffer;
+  /** NFS3_OK only: not even one entry, or the reply's frame, fits in maxBytes (the program answers NFS3ERR_TOOSMALL). */
+  tooSmall: boolean;
+  /**
+   * NFS3_OK and not tooSmall: bytes written at the target's offset, the whole dirlistplus3 (the
+   * entryplus3 chain, its end and eof), sized so that status, dirAttr, cookieverf and these fit
+   * in maxBytes.
+   */
+  bytes: number;
+  /** Entries written. */
+  entries: number;
+  eof: boolean;
+}
+
 export interface FsstatResult {
   status: Nfs3Status;
   attr: Fattr3 | null;
@@ -217,6 +245,20 @@ export interface NfsFileService {
     dirMaxBytes: number,
     maxBytes: number,
   ): Promise<ReaddirPlusResult>;
+  /**
+   * READDIRPLUS as readdirplus, with the entries encoded by the layer into `target` (at least
+   * maxBytes long) rather than returned as objects: the same reply, byte for byte. Optional: the
+   * program falls back to readdirplus without it.
+   */
+  readdirplusInPlace?(
+    caller: Caller,
+    dirFh: Buffer,
+    cookie: bigint,
+    cookieVerifier: Buffer,
+    dirMaxBytes: number,
+    maxBytes: number,
+    target: ReaddirPlusTarget,
+  ): Promise<ReaddirPlusInPlaceResult>;
   fsstat(caller: Caller, fh: Buffer): Promise<FsstatResult>;
   fsinfo(caller: Caller, fh: Buffer): Promise<FsinfoResult>;
   pathconf(caller: Caller, fh: Buffer): Promise<PathconfResult>;

@@ -141,6 +141,44 @@ export interface ReaddirResult {
   dirStat?: NativeStat;
 }
 
+/**
+ * The share a READDIRPLUS listing is in, as readdirPlusEncode needs it to make each entry's NFS
+ * handle and fattr3 exactly as HandleCodec.encode and toFattr3 do. Holds the handle secret: never
+ * log it.
+ */
+export interface NativeShareInfo {
+  /** HandleCodec's secret: the HMAC-SHA256 key of every handle's tag. */
+  secret: Buffer;
+  /** The 8-byte share key (HandleCodec.shareKey). */
+  key: Buffer;
+  /** The share root's mount: an entry on any other mount gets neither handle nor attributes. */
+  mountId: number;
+  /** The share root's dev and ino: `..` of the root is the root itself (fileid ino). */
+  dev: number;
+  ino: number;
+  /** The share root's NFS handle (`..` of the root). */
+  handle: Buffer;
+  /** The fsid of every fattr3 of the share. */
+  fsid: bigint;
+}
+
+export interface ReaddirPlusEncodeResult {
+  err: number;
+  /** Not even one entry, or the reply's frame, fits in maxcount: the reply is NFS3ERR_TOOSMALL. */
+  tooSmall: boolean;
+  /** Bytes written at buffer[offset]: the entryplus3 chain, its end (FALSE) and eof (err 0, not tooSmall). */
+  bytes: number;
+  /** Entries written. */
+  entries: number;
+  /** No entries remain after the last one written. */
+  eof: boolean;
+  /**
+   * The directory's attributes for the reply: the listing's fstat, or pathFd's when that failed
+   * (absent if both failed). The header the caller puts before the entries has this dir_attributes.
+   */
+  dirStat?: NativeStat;
+}
+
 export interface StatfsResult {
   err: number;
   /** f_frsize-scaled totals in bytes and file counts. */
@@ -263,6 +301,34 @@ export interface FsBridge {
    * relative to the opened directory; absent when that fails).
    */
   readdir(creds: Uint32Array | null, pathFd: number, cookie: bigint, maxEntries: number, plus: boolean): Promise<ReaddirResult>;
+  /**
+   * READDIRPLUS's dirlistplus3 (RFC 1813 section 3.3.17), written on the worker thread straight
+   * into buffer[offset..offset+length): what encodeReaddirplus3Res writes for the entries
+   * ShareFileService.readdirplus lists, byte for byte. As creds: the directory is listed as by
+   * readdir (at most maxEntries entries, resumed at cookie), each entry found with
+   * fstatat(AT_SYMLINK_NOFOLLOW) and name_to_handle_at (no follow) relative to the opened directory.
+   * The reply's header (status, dir_attributes as dirStat says, cookieverf) is the caller's:
+   * maxcount counts it and the entries (from the status word on), dircount (0: no limit) each
+   * entry's fileid, name and cookie, the first entry always passing dircount. isRoot: pathFd is the
+   * share root (also assumed when its dev and ino are the share's). length must be at least maxcount.
+   */
+  readdirPlusEncode(
+    creds: Uint32Array | null,
+    pathFd: number,
+    cookie: bigint,
+    isRoot: boolean,
+    maxEntries: number,
+    dircount: number,
+    maxcount: number,
+    buffer: Buffer,
+    offset: number,
+    length: number,
+    share: NativeShareInfo,
+  ): Promise<ReaddirPlusEncodeResult>;
+  /** Tests: the NFS handle readdirPlusEncode makes (HandleCodec.encode's), null when the kernel handle is too long. */
+  encodeNfsHandle(secret: Buffer, shareKey: Buffer, type: number, bytes: Buffer): Buffer | null;
+  /** Tests: the fattr3 readdirPlusEncode writes for a stat (encodeFattr3(toFattr3(stat, fsid))'s). */
+  encodeFattr3(stat: NativeStat, fsid: bigint): Buffer;
   /** fstatfs on the object. */
   statfs(pathFd: number): Promise<StatfsResult>;
   /**
@@ -282,6 +348,6 @@ let loaded: FsBridge | undefined;
 
 /** The file system half of the native addon (npm install builds it with node-gyp). */
 export function fsBridge(): FsBridge {
-  loaded ??= loadAddon(['nameToHandle', 'openByHandle', 'readdir', 'raiseFileLimit', 'registerGfidMount', 'poolStats', 'readToPipe', 'sendSpliced']) as unknown as FsBridge;
+  loaded ??= loadAddon(['nameToHandle', 'openByHandle', 'readdir', 'readdirPlusEncode', 'raiseFileLimit', 'registerGfidMount', 'poolStats', 'readToPipe', 'sendSpliced']) as unknown as FsBridge;
   return loaded;
 }

@@ -14,7 +14,7 @@
 import type { ProcedureHandler } from '../rpc/types.js';
 import type { XdrReader, XdrWriter } from '../rpc/xdr.js';
 import type { NfsFileService, ReaddirPlusResult } from '../fs/types.js';
-import { Nfs3Status } from './types.js';
+import { NFS3_COOKIEVERFSIZE, Nfs3Status } from './types.js';
 import { callerOf } from './caller.js';
 import { DIRLIST3_TAIL, NFS3_READDIR_MAX, endDirList } from './readdir.js';
 import {
@@ -24,6 +24,7 @@ import {
   encodePostOpFh3,
   encodeVerifier,
   opaqueSize,
+  POST_OP_ATTR_SIZE_PRESENT,
   postOpAttrSize,
   postOpFh3Size,
 } from './xdr.js';
@@ -86,12 +87,63 @@ export function encodeReaddirplus3Res(w: XdrWriter, res: ReaddirPlusResult, dirc
   endDirList(w, start, used, budget, written, res);
 }
 
+/** status, post_op_attr with attributes, cookieverf: the READDIRPLUS3resok header at its largest. */
+export const READDIRPLUS_HEADER_MAX = 4 + POST_OP_ATTR_SIZE_PRESENT + NFS3_COOKIEVERFSIZE;
+
 export function readdirplus(fs: NfsFileService): ProcedureHandler {
   return async (call, reply) => {
     const args = decodeReaddirplus3Args(call.args);
     const maxcount = Math.min(args.maxcount, NFS3_READDIR_MAX);
     const dircount = Math.min(args.dircount, NFS3_READDIR_MAX);
+    if (fs.readdirplusInPlace) {
+      await readdirplusInPlace(fs, call, reply, args, dircount, maxcount);
+      return;
+    }
     const res = await fs.readdirplus(callerOf(call), args.dir, args.cookie, args.cookieverf, dircount, maxcount);
     encodeReaddirplus3Res(reply, res, dircount, maxcount);
   };
+}
+
+/**
+ * The entries are encoded by the fs layer (on a worker thread) straight into the reply, as READ
+ * reads in place: room for the largest header plus maxcount is made first, the layer writes the
+ * dirlistplus3 after the largest header, and the header is filled in afterwards (sliding the
+ * entries down when the directory's attributes are missing). The fs layer never writes into the
+ * header's room, so a failure reply written there (JUKEBOX at a backend's timeout, with the
+ * worker still running) is never overwritten.
+ */
+async function readdirplusInPlace(
+  fs: NfsFileService,
+  call: Parameters<ProcedureHandler>[0],
+  reply: XdrWriter,
+  args: Readdirplus3Args,
+  dircount: number,
+  maxcount: number,
+): Promise<void> {
+  const start = reply.ensure(READDIRPLUS_HEADER_MAX + maxcount);
+  const buffer = reply.buffer;
+  const entriesAt = start + READDIRPLUS_HEADER_MAX;
+  const res = await fs.readdirplusInPlace!(callerOf(call), args.dir, args.cookie, args.cookieverf, dircount, maxcount, {
+    buffer,
+    offset: entriesAt,
+    length: maxcount,
+  });
+  if (reply.buffer !== buffer || reply.offset !== start) {
+    throw new Error('READDIRPLUS: reply buffer changed while encoding in place');
+  }
+  // These writes stay within the room ensured above, so the buffer is not reallocated.
+  if (res.status !== Nfs3Status.NFS3_OK || res.tooSmall) {
+    reply.uint32(res.status !== Nfs3Status.NFS3_OK ? res.status : Nfs3Status.NFS3ERR_TOOSMALL);
+    encodePostOpAttr(reply, res.dirAttr);
+    return;
+  }
+  reply.uint32(Nfs3Status.NFS3_OK);
+  encodePostOpAttr(reply, res.dirAttr);
+  encodeVerifier(reply, res.cookieVerifier);
+  const headerEnd = reply.offset;
+  if (!Number.isInteger(res.bytes) || res.bytes < DIRLIST3_TAIL || headerEnd - start + res.bytes > maxcount) {
+    throw new Error(`READDIRPLUS: fs layer wrote ${res.bytes} bytes after a ${headerEnd - start}-byte header, maxcount ${maxcount}`);
+  }
+  if (headerEnd !== entriesAt) buffer.copyWithin(headerEnd, entriesAt, entriesAt + res.bytes);
+  reply.offset = headerEnd + res.bytes;
 }

@@ -7,6 +7,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { fsBridge, GFID_HANDLE_TYPE, type KernelHandle } from '../../src/native/fsbridge.js';
+import { HandleCodec } from '../../src/fs/handle.js';
+import { XdrReader } from '../../src/rpc/xdr.js';
 
 const FIXTURE = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'backends', 'fixtures', 'gluster-volume.sh');
 const VOLUME = 'manilagfid';
@@ -134,6 +136,29 @@ async function main(): Promise<void> {
     t.equal((await nb.lookup(null, rootFd, Buffer.from('.gfid'))).err, ENOENT, '.gfid in the mount root');
     t.equal((await nb.lookup(guest, rootFd, Buffer.from('.gfid'))).err, ENOENT);
     t.notOk(list.entries.some((e) => e.name.toString() === '.gfid'));
+
+    // READDIRPLUS encoded in place: the same gfid handles, made into NFS handles as HandleCodec does
+    const codec = new HandleCodec(Buffer.alloc(32, 7));
+    const key = Buffer.alloc(8, 1);
+    const share = { secret: Buffer.alloc(32, 7), key, mountId, dev: 0, ino: 0, handle: Buffer.alloc(20, 9), fsid: 1n };
+    const out = Buffer.alloc(65536);
+    const encoded = await nb.readdirPlusEncode(guest, dFd, 0n, false, 100, 0, out.length, out, 0, out.length, share);
+    t.equal(encoded.err, 0);
+    t.ok(encoded.eof, 'eof');
+    const r = new XdrReader(out.subarray(0, encoded.bytes));
+    const nfsHandles = new Map<string, Buffer | null>();
+    while (r.bool()) {
+      r.uint64();
+      const name = r.opaque(255).toString();
+      r.uint64();
+      if (r.bool()) r.opaqueFixed(84);
+      nfsHandles.set(name, r.bool() ? Buffer.from(r.opaque(64)) : null);
+    }
+    t.same([...nfsHandles.keys()].sort(), ['.', '..', 'inner', 'secret', 'sub']);
+    for (const name of ['inner', 'secret', 'sub']) {
+      const gfid = gfidOf(path.join(mnt, 'd', name));
+      t.same(nfsHandles.get(name), codec.encode(key, { type: GFID_HANDLE_TYPE, bytes: gfid }), `${name}: the gfid's NFS handle, found as a guest`);
+    }
   });
 
   t.test('after drop_caches, openByHandle opens a file, a listable directory and a symlink', async (t) => {
