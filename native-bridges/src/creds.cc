@@ -18,7 +18,8 @@ namespace {
 
 uid_t g_daemon_fsuid = 0;
 gid_t g_daemon_fsgid = 0;
-std::vector<gid_t> g_daemon_groups;
+// Never destroyed: pool threads may still restore credentials while the process exits.
+std::vector<gid_t>& g_daemon_groups = *new std::vector<gid_t>();
 
 // setfsuid/setfsgid return the previous value and never fail visibly; asking for an invalid id
 // (-1) changes nothing and returns the current one, which is how a switch is verified.

@@ -58,11 +58,12 @@ struct ReadToPipeOp {
       return;
     }
     // The pipe must hold the whole read: a splice into a full pipe would wait for a reader that
-    // only comes later. Made and sized before acting as the caller (pipe sizes beyond
-    // pipe-max-size and per-user pipe limits are the daemon's to lift).
+    // only comes later. It is made and sized as the daemon (a pool thread may still act as the
+    // last caller), so what the pipe can hold does not depend on who used the thread before.
+    ActAsDaemon();
     int ends[2];
     if (pipe2(ends, O_CLOEXEC) != 0) {
-      err = errno;
+      err = ENOBUFS;  // no descriptor to be had: the caller copies instead
       return;
     }
     Fd readEnd(ends[0]), writeEnd(ends[1]);
@@ -76,7 +77,7 @@ struct ReadToPipeOp {
       int got = fcntl(writeEnd.get(), F_SETPIPE_SZ, static_cast<int>(need + 2 * 4096));
       if (got < 0) got = fcntl(writeEnd.get(), F_SETPIPE_SZ, static_cast<int>(need));
       if (got < 0 || static_cast<size_t>(got) < need) {
-        err = ENOBUFS;
+        err = ENOBUFS;  // EPERM past the per-user quota, ENOMEM: the caller copies instead
         return;
       }
     }
@@ -192,12 +193,15 @@ class SplicedSend {
   int Push() {
     static const char zeros[4] = {0, 0, 0, 0};
     while (header_done_ < header_.size()) {
-      ssize_t n = send(sock_, header_.data() + header_done_, header_.size() - header_done_, MSG_NOSIGNAL | MSG_DONTWAIT | MSG_MORE);
+      // MSG_MORE only while something follows: a last segment flagged so can wait for an ACK.
+      const int more = (count_ > 0 || pad_ > 0) ? MSG_MORE : 0;
+      ssize_t n = send(sock_, header_.data() + header_done_, header_.size() - header_done_, MSG_NOSIGNAL | MSG_DONTWAIT | more);
       if (n < 0) return errno == EINTR ? EINTR : errno;
       header_done_ += static_cast<size_t>(n);
     }
     while (sent_ < count_) {
-      ssize_t n = splice(pipe_, nullptr, sock_, nullptr, count_ - sent_, SPLICE_F_MOVE | SPLICE_F_MORE | SPLICE_F_NONBLOCK);
+      const unsigned more = pad_ > 0 ? SPLICE_F_MORE : 0;
+      ssize_t n = splice(pipe_, nullptr, sock_, nullptr, count_ - sent_, SPLICE_F_MOVE | SPLICE_F_NONBLOCK | more);
       if (n < 0) return errno == EINTR ? EINTR : errno;
       if (n == 0) return EPIPE;  // the pipe holds count bytes: cannot run dry
       sent_ += static_cast<size_t>(n);

@@ -8,6 +8,8 @@
 // other backends. The caller is answered at the deadline anyway (NFS3ERR_JUKEBOX: "try again
 // later", RFC 1813 section 2.6), and a late result is dropped.
 
+import { performance } from 'node:perf_hooks';
+
 export type GateOutcome<T> = { ok: true; value: T } | { ok: false; reason: 'timeout' | 'overloaded' | 'suspended' };
 
 export interface GateOptions {
@@ -81,7 +83,7 @@ export class BackendGate {
     if (this.suspended) return this.refuse('suspended');
     if (this.running >= this.options.limit && this.queue.length >= this.queueLimit) return this.refuse('overloaded');
     return new Promise<GateOutcome<T>>((resolve, reject) => {
-      const call = new GateCall<T>(work, resolve, reject, Date.now() + this.options.timeoutMs, onLate);
+      const call = new GateCall<T>(work, resolve, reject, performance.now() + this.options.timeoutMs, onLate);
       this.pending.push(call as GateCall<unknown>);
       if (this.deadlineTimer === null) this.armDeadline(this.options.timeoutMs);
       if (this.running < this.options.limit) {
@@ -147,7 +149,7 @@ export class BackendGate {
   /** Answers every call past its deadline; re-arms for the oldest one left. */
   private readonly expire = (): void => {
     this.deadlineTimer = null;
-    const now = Date.now();
+    const now = performance.now(); // monotonic: a clock step must not answer everything, or nothing
     while (this.pendingHead < this.pending.length) {
       const call = this.pending[this.pendingHead]!;
       if (!call.answered) {

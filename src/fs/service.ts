@@ -5,7 +5,6 @@
 // caller's fsuid/fsgid/groups. Names are one component each, validated here before any syscall.
 // Nothing follows a symlink on the server side, and `..` at a share root is the root.
 // Share roots follow the grant table: a share left without grants, or moved, is retired.
-import { closeSync } from 'node:fs';
 import { constants } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
@@ -14,6 +13,7 @@ import type { GrantTable } from '../grants/table.js';
 import type { Grant } from '../grants/types.js';
 import { AuthFlavor } from '../rpc/types.js';
 import { largeBuffers } from '../rpc/buffers.js';
+import { closePipe, pipeOpened } from '../rpc/pipes.js';
 import {
   ACCESS3,
   CreateMode,
@@ -452,7 +452,17 @@ export class ShareFileService implements NfsFileService, MountService {
     if (gate) {
       // Everything that may touch the backend runs inside its gate (DESIGN.md: a hung backend
       // stalls nothing else); past the bound the guest hears JUKEBOX and retries later.
-      const outcome = await gate.run(() => this.attempt(caller, fh, fail, body, procedure !== null), late && ((answer) => late(answer.result)));
+      // The request's bytes (fh, names, WRITE data: views into its record, which may be a pooled
+      // buffer) stay pinned until the work itself settles, not just until the guest is answered:
+      // past the deadline the work may still be waiting to resolve its handle, then run.
+      largeBuffers.pin(fh);
+      let started = false;
+      const work = () => {
+        started = true;
+        return this.attempt(caller, fh, fail, body, procedure !== null).finally(() => largeBuffers.unpin(fh));
+      };
+      const outcome = await gate.run(work, late && ((answer) => late(answer.result)));
+      if (!started) largeBuffers.unpin(fh); // refused, or expired while queued: it never runs
       answered = outcome.ok ? outcome.value : { result: fail(Nfs3Status.NFS3ERR_JUKEBOX), share: target.share };
     } else {
       answered = await this.attempt(caller, fh, fail, body, procedure !== null);
@@ -671,17 +681,19 @@ export class ShareFileService implements NfsFileService, MountService {
   async readToPipe(caller: Caller, fh: Buffer, offset: bigint, count: number): Promise<SplicedReadResult> {
     return this.with<SplicedReadResult>(caller, fh, (status) => ({ status, attr: null, count: 0, eof: false }), async (ctx) => {
       const read = await this.native.readToPipe(ctx.creds, ctx.object.fd, count, offset);
-      // No pipe of that size to be had (the per-user pipe quota): this READ copies as usual.
+      if (read.pipeFd !== undefined) pipeOpened();
+      // No pipe to be had (descriptors or the per-user pipe quota spent): this READ copies as usual.
       if (read.err === E.ENOBUFS) return { status: Nfs3Status.NFS3_OK, attr: null, count: 0, eof: false, copyInstead: true };
       const attr = read.after ? toFattr3(read.after, ctx.share.fsid) : null;
       if (read.err !== 0 || read.pipeFd === undefined) {
+        if (read.pipeFd !== undefined) closePipe(read.pipeFd);
         return { status: errnoToNfs3(read.err || E.EIO), attr: attr ?? (await this.attrOf(ctx)), count: 0, eof: false };
       }
       this.observeBytes(ctx.share.id, 'read', read.count);
       return { status: Nfs3Status.NFS3_OK, attr, count: read.count, eof: read.eof ?? false, pipeFd: read.pipeFd };
     }, 'read', (late) => {
       // Filled after the guest was answered JUKEBOX (the gate's bound passed): no reply takes it.
-      if (late.pipeFd !== undefined) closeQuietly(late.pipeFd);
+      if (late.pipeFd !== undefined) closePipe(late.pipeFd);
     });
   }
 
@@ -1154,14 +1166,5 @@ function mountStatus(status: Nfs3Status): number {
       return status;
     default:
       return MountStat.MNT3ERR_IO;
-  }
-}
-
-/** Closes a descriptor we own and no longer need; EBADF and the like are nobody's concern now. */
-function closeQuietly(fd: number): void {
-  try {
-    closeSync(fd);
-  } catch {
-    // already closed
   }
 }

@@ -10,6 +10,7 @@ import { xdrPad, type XdrReader, type XdrWriter } from '../rpc/xdr.js';
 import type { NfsFileService, ReadResult } from '../fs/types.js';
 import { Nfs3Status } from './types.js';
 import { callerOf } from './caller.js';
+import { pipeAvailable } from '../rpc/pipes.js';
 import { NFS3_MAX_DATA, POST_OP_ATTR_SIZE_PRESENT, decodeNfsFh, encodePostOpAttr } from './xdr.js';
 
 export interface Read3Args {
@@ -43,7 +44,7 @@ export function read(fs: NfsFileService): ProcedureHandler {
     // A client may ask for more than rtmax; RFC 1813 section 3.3.6 lets the server return less.
     const count = Math.min(args.count, NFS3_MAX_DATA);
     const spliced =
-      count >= SPLICE_READ_MIN && call.connection.spliceFd !== undefined && fs.readToPipe
+      count >= SPLICE_READ_MIN && call.connection.spliceFd !== undefined && fs.readToPipe && pipeAvailable()
         ? await fs.readToPipe(callerOf(call), args.file, args.offset, count)
         : undefined;
     if (spliced !== undefined && !spliced.copyInstead) {

@@ -15,7 +15,7 @@ import type { Logger } from 'pino';
 import type { RpcDispatcher } from './dispatch.js';
 import { RecordError, RecordReader } from './record.js';
 import { LARGE_BUFFER_MIN, largeBuffers } from './buffers.js';
-import { closeSync } from 'node:fs';
+import { closePipe, pipeClosed } from './pipes.js';
 import { peerIdentity, replyTails, type ConnectionInfo, type Peer, type ReplyTail } from './types.js';
 
 export const DEFAULT_MAX_CALLS_IN_FLIGHT = 64;
@@ -240,7 +240,11 @@ export class RpcConnection extends EventEmitter implements ConnectionInfo {
 
   private finishCall(reply: Buffer | null): void {
     this.inFlight -= 1;
-    if (this.closedReason !== null) return;
+    if (this.closedReason !== null) {
+      // Answered after the connection closed: a spliced reply's pipe is let go here.
+      if (reply !== null) releaseTail(replyTails.get(reply));
+      return;
+    }
     this.lastActivity = performance.now();
     if (reply !== null) this.write(reply);
     this.startWaiting();
@@ -312,7 +316,23 @@ export class RpcConnection extends EventEmitter implements ConnectionInfo {
       }
       this.output.shift();
       this.outputBytes -= reply.length + tail.count;
-      const { id, done } = this.splicer!.send(this.spliceFd!, reply, tail.pipeFd, tail.count, tail.pad);
+      // The descriptor must still be this connection's socket: the native side writes to it.
+      if (socket.destroyed || socketFd(socket) !== this.spliceFd) {
+        releaseTail(tail);
+        this.close('socket gone before a spliced reply');
+        return;
+      }
+      let sending: { id: number; done: Promise<{ err: number }> };
+      try {
+        sending = this.splicer!.send(this.spliceFd!, reply, tail.pipeFd, tail.count, tail.pad);
+      } catch (err) {
+        releaseTail(tail);
+        this.logger.error({ err }, 'spliced reply could not start');
+        this.close('spliced reply failed');
+        return;
+      }
+      const { id, done } = sending;
+      pipeClosed(); // the native side owns and closes it now
       this.splicing = id;
       done.then(({ err }) => {
         this.splicing = null;
@@ -339,8 +359,9 @@ export class RpcConnection extends EventEmitter implements ConnectionInfo {
       this.writeBlocked = true;
       this.updateFlow();
     } else if (this.writeBlocked && held <= this.maxQueuedReplyBytes && this.output.length === 0 && this.splicing === null) {
-      // 'drain' brings the socket's own queue back; this covers replies that waited on a splice.
-      if (this.socket.writableLength === 0) this.onDrain();
+      // 'drain' brings the socket's own queue back, but only when a write was refused; replies that
+      // waited behind a splice may have gone out without that, and then nothing else would.
+      if (!(this.socket as { writableNeedDrain?: boolean }).writableNeedDrain) this.onDrain();
     }
   }
 
@@ -427,10 +448,5 @@ function socketFd(socket: Duplex): number | undefined {
 
 /** A spliced reply that will not be sent lets go of its pipe. */
 function releaseTail(tail: ReplyTail | undefined): void {
-  if (tail === undefined) return;
-  try {
-    closeSync(tail.pipeFd);
-  } catch {
-    // already closed
-  }
+  if (tail !== undefined) closePipe(tail.pipeFd);
 }

@@ -15,7 +15,7 @@ import {
   encodeProgMismatch,
   encodeRpcMismatch,
 } from './message.js';
-import { closeSync } from 'node:fs';
+import { closePipe } from './pipes.js';
 import { LAST_FRAGMENT, MAX_FRAGMENT_LENGTH, RECORD_MARK_SIZE, setRecordMark } from './record.js';
 import {
   AcceptStat,
@@ -228,10 +228,6 @@ export class RpcDispatcher {
 /** A reply that will not be sent as built lets go of its tail's pipe. */
 function dropTail(w: XdrWriter): void {
   if (w.tail === null) return;
-  try {
-    closeSync(w.tail.pipeFd);
-  } catch {
-    // already closed
-  }
+  closePipe(w.tail.pipeFd);
   w.tail = null;
 }

@@ -16,6 +16,7 @@ import { AuthFlavor } from '../../src/rpc/types.js';
 import { Nfs3Status } from '../../src/nfs3/types.js';
 import { BackendGate } from '../../src/backends/gate.js';
 import { BackendError } from '../../src/backends/manager.js';
+import { largeBuffers } from '../../src/rpc/buffers.js';
 
 const real = fsBridge();
 const dir = realpathSync(mkdtempSync(path.join(os.tmpdir(), 'mg-gate-')));
@@ -79,6 +80,50 @@ t.test('requests pass the gate: JUKEBOX past the bound, the slot kept by the stu
   await new Promise((r) => setTimeout(r, 20));
   t.equal(gate.inflight, 0, 'slot released when the call returned');
   t.equal((await service.getattr(guest, found.handle!)).status, Nfs3Status.NFS3_OK, 'answers again');
+});
+
+t.test('a request buffer stays pinned until its late work settles, not just until JUKEBOX', async (t) => {
+  // The record a WRITE (or any large request) arrived in may be a pooled buffer; its handle, names
+  // and data are views into it. Past the gate's deadline the work may still run: the buffer must
+  // not go back to the pool (and to another guest's request) before it has.
+  let hold: Promise<void> | undefined;
+  let release!: () => void;
+  const native: FsBridge = {
+    ...real,
+    async openByHandle(...args: Parameters<FsBridge['openByHandle']>) {
+      if (hold) await hold;
+      return real.openByHandle(...args);
+    },
+    async fstat(fd) {
+      if (hold) await hold;
+      return real.fstat(fd);
+    },
+  };
+  const gate = new BackendGate({ limit: 1, timeoutMs: 100 });
+  const grants = new GrantTable();
+  grants.upsert(grant({ id: 'g', share: 'share' }));
+  const service = serviceOver(grants, { gateOf: () => gate }, native);
+  t.teardown(() => service.close());
+  const root = (await service.mount(guest, '/share')).handle!;
+  const found = await service.lookup(guest, root, Buffer.from('a'));
+  // the handle inside a pooled "record", as the record reader would hand it over
+  while (largeBuffers.freeCount > 0) {
+    largeBuffers.take(1);
+    largeBuffers.take(1024 * 1024);
+  }
+  const record = largeBuffers.take(8192)!;
+  found.handle!.copy(record, 100);
+  const fh = record.subarray(100, 100 + found.handle!.length);
+
+  hold = new Promise((resolve) => (release = resolve));
+  t.equal((await service.getattr(guest, fh)).status, Nfs3Status.NFS3ERR_JUKEBOX, 'answered at the deadline');
+  largeBuffers.give(record); // what the connection does once the call is answered
+  t.equal(largeBuffers.freeCount, 0, 'not taken back while the late work may still read it');
+  release();
+  hold = undefined;
+  await new Promise((r) => setTimeout(r, 30));
+  largeBuffers.give(record);
+  t.equal(largeBuffers.freeCount, 1, 'taken back once the work settled');
 });
 
 t.test('a backend that cannot be mounted: MNT3ERR_IO, the error code for the grant; a retired root answers JUKEBOX', async (t) => {
