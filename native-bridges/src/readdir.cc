@@ -84,6 +84,28 @@ const char kBuilderSource[] = R"JS(
 })
 )JS";
 
+// ENOTDIR unless pathFd is a directory (checked as the daemon, before acting as the caller).
+int RequireDirectory(int fd) {
+  struct stat st;
+  if (int e = StatFd(fd, &st)) return e;
+  return S_ISDIR(st.st_mode) ? 0 : ENOTDIR;
+}
+
+// pathFd reopened for listing as the thread's current caller (the open checks their read
+// permission) and positioned at `cookie`; 0 or errno (then dirStat is the directory's, if known).
+int OpenListing(int fd, uint64_t cookie, Fd* dir, OptStat* dirStat) {
+  char path[32];
+  ProcFdPath(fd, path, sizeof path);
+  dir->reset(RetryEintr([&] { return open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC); }));
+  if (!dir->ok()) return errno;
+  if (cookie != 0 && lseek(dir->get(), static_cast<off_t>(cookie), SEEK_SET) < 0) {
+    const int e = errno;
+    StatFdOpt(dir->get(), dirStat);
+    return e;
+  }
+  return 0;
+}
+
 void PackStat(const struct stat& st, double* f) {
   f[0] = static_cast<double>(st.st_dev);
   f[1] = static_cast<double>(st.st_ino);
@@ -115,26 +137,11 @@ struct ReaddirOp {
   OptStat dirStat;
 
   void Run() {
-    struct stat st;
-    if ((err = StatFd(fd, &st)) != 0) return;
-    if (!S_ISDIR(st.st_mode)) {
-      err = ENOTDIR;
-      return;
-    }
+    if ((err = RequireDirectory(fd)) != 0) return;
     CredGuard guard(creds);
     if ((err = guard.err()) != 0) return;
-    char path[32];
-    ProcFdPath(fd, path, sizeof path);
-    Fd dir(RetryEintr([&] { return open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC); }));
-    if (!dir.ok()) {
-      err = errno;
-      return;
-    }
-    if (cookie != 0 && lseek(dir.get(), static_cast<off_t>(cookie), SEEK_SET) < 0) {
-      err = errno;
-      StatFdOpt(dir.get(), &dirStat);
-      return;
-    }
+    Fd dir;
+    if ((err = OpenListing(fd, cookie, &dir, &dirStat)) != 0) return;
     // Sized for the request (most names are short); getdents64 fills what fits.
     const size_t bufsize = std::clamp<size_t>(static_cast<size_t>(maxEntries) * 64 + 1024, 4096, 65536);
     std::unique_ptr<char[]> buf(new char[bufsize]);
@@ -466,26 +473,11 @@ struct ReaddirPlusOp {
   }
 
   void RunListing() {
-    struct stat st;
-    if ((err = StatFd(fd, &st)) != 0) return;
-    if (!S_ISDIR(st.st_mode)) {
-      err = ENOTDIR;
-      return;
-    }
+    if ((err = RequireDirectory(fd)) != 0) return;
     CredGuard guard(creds);
     if ((err = guard.err()) != 0) return;
-    char path[32];
-    ProcFdPath(fd, path, sizeof path);
-    Fd dir(RetryEintr([&] { return open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC); }));
-    if (!dir.ok()) {
-      err = errno;
-      return;
-    }
-    if (cookie != 0 && lseek(dir.get(), static_cast<off_t>(cookie), SEEK_SET) < 0) {
-      err = errno;
-      StatFdOpt(dir.get(), &dirStat);
-      return;
-    }
+    Fd dir;
+    if ((err = OpenListing(fd, cookie, &dir, &dirStat)) != 0) return;
     const size_t bufsize = std::clamp<size_t>(static_cast<size_t>(maxEntries) * 64 + 1024, 4096, 65536);
     std::unique_ptr<char[]> buf(new char[bufsize]);
     p_ = out;
