@@ -117,25 +117,29 @@ bool InitStatBuilder(Napi::Env env) {
   return true;
 }
 
+void StatToDoubles(const struct stat& st, double* f) {
+  f[0] = static_cast<double>(st.st_dev);
+  f[1] = static_cast<double>(st.st_ino);
+  f[2] = static_cast<double>(st.st_mode);
+  f[3] = static_cast<double>(st.st_nlink);
+  f[4] = static_cast<double>(st.st_uid);
+  f[5] = static_cast<double>(st.st_gid);
+  f[6] = static_cast<double>(major(st.st_rdev));
+  f[7] = static_cast<double>(minor(st.st_rdev));
+  f[8] = static_cast<double>(st.st_size);
+  f[9] = static_cast<double>(st.st_blocks);
+  f[10] = static_cast<double>(st.st_atim.tv_sec);
+  f[11] = static_cast<double>(st.st_atim.tv_nsec);
+  f[12] = static_cast<double>(st.st_mtim.tv_sec);
+  f[13] = static_cast<double>(st.st_mtim.tv_nsec);
+  f[14] = static_cast<double>(st.st_ctim.tv_sec);
+  f[15] = static_cast<double>(st.st_ctim.tv_nsec);
+}
+
 Napi::Object StatToJs(Napi::Env env, const struct stat& st) {
   AddonData* data = GetAddonData(env);
   double* v = data->statScratchData;
-  v[0] = static_cast<double>(st.st_dev);
-  v[1] = static_cast<double>(st.st_ino);
-  v[2] = static_cast<double>(st.st_mode);
-  v[3] = static_cast<double>(st.st_nlink);
-  v[4] = static_cast<double>(st.st_uid);
-  v[5] = static_cast<double>(st.st_gid);
-  v[6] = static_cast<double>(major(st.st_rdev));
-  v[7] = static_cast<double>(minor(st.st_rdev));
-  v[8] = static_cast<double>(st.st_size);
-  v[9] = static_cast<double>(st.st_blocks);
-  v[10] = static_cast<double>(st.st_atim.tv_sec);
-  v[11] = static_cast<double>(st.st_atim.tv_nsec);
-  v[12] = static_cast<double>(st.st_mtim.tv_sec);
-  v[13] = static_cast<double>(st.st_mtim.tv_nsec);
-  v[14] = static_cast<double>(st.st_ctim.tv_sec);
-  v[15] = static_cast<double>(st.st_ctim.tv_nsec);
+  StatToDoubles(st, v);
   Napi::Value o = data->statBuilder.Call({});
   if (o.IsEmpty() || !o.IsObject()) {
     // Only an engine failure (out of memory) gets here: fall back to the slow way.

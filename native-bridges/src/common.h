@@ -129,6 +129,8 @@ int OpenGfidHandle(int mountFd, const std::string& bytes, int flags, int* out);
 
 // ---------------------------------------------------------------- main-thread conversion
 
+/** The 16 numbers of a stat object, in StatToJs's order (dev, ino, mode, ... ctimeNsec). */
+void StatToDoubles(const struct stat& st, double* f);
 Napi::Object StatToJs(Napi::Env env, const struct stat& st);
 /** Sets obj[key] to the stat when present. */
 void SetStat(Napi::Object obj, const char* key, const OptStat& st);

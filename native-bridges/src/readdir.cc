@@ -106,24 +106,6 @@ int OpenListing(int fd, uint64_t cookie, Fd* dir, OptStat* dirStat) {
   return 0;
 }
 
-void PackStat(const struct stat& st, double* f) {
-  f[0] = static_cast<double>(st.st_dev);
-  f[1] = static_cast<double>(st.st_ino);
-  f[2] = static_cast<double>(st.st_mode);
-  f[3] = static_cast<double>(st.st_nlink);
-  f[4] = static_cast<double>(st.st_uid);
-  f[5] = static_cast<double>(st.st_gid);
-  f[6] = static_cast<double>(major(st.st_rdev));
-  f[7] = static_cast<double>(minor(st.st_rdev));
-  f[8] = static_cast<double>(st.st_size);
-  f[9] = static_cast<double>(st.st_blocks);
-  f[10] = static_cast<double>(st.st_atim.tv_sec);
-  f[11] = static_cast<double>(st.st_atim.tv_nsec);
-  f[12] = static_cast<double>(st.st_mtim.tv_sec);
-  f[13] = static_cast<double>(st.st_mtim.tv_nsec);
-  f[14] = static_cast<double>(st.st_ctim.tv_sec);
-  f[15] = static_cast<double>(st.st_ctim.tv_nsec);
-}
 
 struct ReaddirOp {
   Creds creds;
@@ -213,7 +195,7 @@ struct ReaddirOp {
       }
       if (e.obj.stat.ok) {
         flags |= 2;
-        PackStat(e.obj.stat.st, row + 7);
+        StatToDoubles(e.obj.stat.st, row + 7);
       }
       row[3] = flags;
     }

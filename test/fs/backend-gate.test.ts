@@ -47,47 +47,12 @@ const mountsUnless = (failure: () => Error | undefined) => async () => {
   return path.join(dir, 'b');
 };
 
-t.test('requests pass the gate: JUKEBOX past the bound, the slot kept by the stuck call', async (t) => {
+/**
+ * A service behind one gate (one slot, `timeoutMs`) over share "share", with a handle of `a`; its
+ * fstat and openByHandle wait while holding() is in force (until the returned release()).
+ */
+async function heldService(t: { teardown(fn: () => unknown): void }, timeoutMs: number) {
   let hold: Promise<void> | undefined;
-  let release!: () => void;
-  const native: FsBridge = {
-    ...real,
-    async fstat(fd) {
-      if (hold) await hold;
-      return real.fstat(fd);
-    },
-  };
-  const gate = new BackendGate({ limit: 1, timeoutMs: 150 });
-  const grants = new GrantTable();
-  grants.upsert(grant({ id: 'g', share: 'share' }));
-  const service = serviceOver(grants, { gateOf: () => gate }, native);
-  t.teardown(() => service.close());
-  const root = (await service.mount(guest, '/share')).handle!;
-  const found = await service.lookup(guest, root, Buffer.from('a'));
-  t.equal(found.status, Nfs3Status.NFS3_OK);
-
-  hold = new Promise((resolve) => (release = resolve));
-  const first = service.getattr(guest, found.handle!);
-  const second = service.getattr(guest, root);
-  t.equal((await first).status, Nfs3Status.NFS3ERR_JUKEBOX, 'the stuck call is answered JUKEBOX at the bound');
-  t.equal((await second).status, Nfs3Status.NFS3ERR_JUKEBOX, 'the queued one too');
-  t.equal(gate.inflight, 1, 'the stuck call keeps its slot');
-  gate.suspended = true;
-  t.equal((await service.getattr(guest, root)).status, Nfs3Status.NFS3ERR_JUKEBOX, 'suspended: refused at once');
-  gate.suspended = false;
-  release();
-  hold = undefined;
-  await new Promise((r) => setTimeout(r, 20));
-  t.equal(gate.inflight, 0, 'slot released when the call returned');
-  t.equal((await service.getattr(guest, found.handle!)).status, Nfs3Status.NFS3_OK, 'answers again');
-});
-
-t.test('a request buffer stays pinned until its late work settles, not just until JUKEBOX', async (t) => {
-  // The record a WRITE (or any large request) arrived in may be a pooled buffer; its handle, names
-  // and data are views into it. Past the gate's deadline the work may still run: the buffer must
-  // not go back to the pool (and to another guest's request) before it has.
-  let hold: Promise<void> | undefined;
-  let release!: () => void;
   const native: FsBridge = {
     ...real,
     async openByHandle(...args: Parameters<FsBridge['openByHandle']>) {
@@ -99,13 +64,48 @@ t.test('a request buffer stays pinned until its late work settles, not just unti
       return real.fstat(fd);
     },
   };
-  const gate = new BackendGate({ limit: 1, timeoutMs: 100 });
+  const gate = new BackendGate({ limit: 1, timeoutMs });
   const grants = new GrantTable();
   grants.upsert(grant({ id: 'g', share: 'share' }));
   const service = serviceOver(grants, { gateOf: () => gate }, native);
   t.teardown(() => service.close());
   const root = (await service.mount(guest, '/share')).handle!;
   const found = await service.lookup(guest, root, Buffer.from('a'));
+  const holding = (): (() => void) => {
+    let release!: () => void;
+    hold = new Promise((resolve) => (release = resolve));
+    return () => {
+      hold = undefined;
+      release();
+    };
+  };
+  return { gate, service, root, found, holding };
+}
+
+t.test('requests pass the gate: JUKEBOX past the bound, the slot kept by the stuck call', async (t) => {
+  const { gate, service, root, found, holding } = await heldService(t, 150);
+  t.equal(found.status, Nfs3Status.NFS3_OK);
+
+  const release = holding();
+  const first = service.getattr(guest, found.handle!);
+  const second = service.getattr(guest, root);
+  t.equal((await first).status, Nfs3Status.NFS3ERR_JUKEBOX, 'the stuck call is answered JUKEBOX at the bound');
+  t.equal((await second).status, Nfs3Status.NFS3ERR_JUKEBOX, 'the queued one too');
+  t.equal(gate.inflight, 1, 'the stuck call keeps its slot');
+  gate.suspended = true;
+  t.equal((await service.getattr(guest, root)).status, Nfs3Status.NFS3ERR_JUKEBOX, 'suspended: refused at once');
+  gate.suspended = false;
+  release();
+  await new Promise((r) => setTimeout(r, 20));
+  t.equal(gate.inflight, 0, 'slot released when the call returned');
+  t.equal((await service.getattr(guest, found.handle!)).status, Nfs3Status.NFS3_OK, 'answers again');
+});
+
+t.test('a request buffer stays pinned until its late work settles, not just until JUKEBOX', async (t) => {
+  // The record a WRITE (or any large request) arrived in may be a pooled buffer; its handle, names
+  // and data are views into it. Past the gate's deadline the work may still run: the buffer must
+  // not go back to the pool (and to another guest's request) before it has.
+  const { service, found, holding } = await heldService(t, 100);
   // the handle inside a pooled "record", as the record reader would hand it over
   while (largeBuffers.freeCount > 0) {
     largeBuffers.take(1);
@@ -115,12 +115,11 @@ t.test('a request buffer stays pinned until its late work settles, not just unti
   found.handle!.copy(record, 100);
   const fh = record.subarray(100, 100 + found.handle!.length);
 
-  hold = new Promise((resolve) => (release = resolve));
+  const release = holding();
   t.equal((await service.getattr(guest, fh)).status, Nfs3Status.NFS3ERR_JUKEBOX, 'answered at the deadline');
   largeBuffers.give(record); // what the connection does once the call is answered
   t.equal(largeBuffers.freeCount, 0, 'not taken back while the late work may still read it');
   release();
-  hold = undefined;
   await new Promise((r) => setTimeout(r, 30));
   largeBuffers.give(record);
   t.equal(largeBuffers.freeCount, 1, 'taken back once the work settled');
