@@ -664,13 +664,9 @@ export class ShareFileService implements NfsFileService, MountService {
   async read(caller: Caller, fh: Buffer, offset: bigint, count: number, target: ReadTarget): Promise<ReadResult> {
     return this.with(caller, fh, (status) => ({ status, attr: null, count: 0, eof: false }), async (ctx) => {
       // Pinned while the pool thread may write into it, even past a JUKEBOX at the gate's timeout.
-      largeBuffers.pin(target.buffer);
-      let result: Awaited<ReturnType<FsBridge['read']>>;
-      try {
-        result = await this.native.read(ctx.creds, ctx.object.fd, target.buffer, target.offset, count, offset);
-      } finally {
-        largeBuffers.unpin(target.buffer);
-      }
+      const result = await largeBuffers.whilePinned(target.buffer, () =>
+        this.native.read(ctx.creds, ctx.object.fd, target.buffer, target.offset, count, offset),
+      );
       const attr = result.after ? toFattr3(result.after, ctx.share.fsid) : null;
       if (result.err !== 0) return { status: errnoToNfs3(result.err), attr: attr ?? (await this.attrOf(ctx)), count: 0, eof: false };
       this.observeBytes(ctx.share.id, 'read', result.count);
@@ -702,13 +698,8 @@ export class ShareFileService implements NfsFileService, MountService {
     return this.with(caller, fh, fail, async (ctx) => {
       if (this.readOnly(ctx)) return fail(Nfs3Status.NFS3ERR_ROFS);
       if (offset + BigInt(data.length) > BigInt(Number.MAX_SAFE_INTEGER)) return fail(Nfs3Status.NFS3ERR_FBIG);
-      largeBuffers.pin(data); // the record is not reused while the pool thread reads from it
-      let result: Awaited<ReturnType<FsBridge['write']>>;
-      try {
-        result = await this.native.write(ctx.creds, ctx.object.fd, data, offset, stable);
-      } finally {
-        largeBuffers.unpin(data);
-      }
+      // data is a view into the request's record, which with() keeps pinned until this settles.
+      const result = await this.native.write(ctx.creds, ctx.object.fd, data, offset, stable);
       const data_wcc = wcc(result.before, result.after, ctx.share.fsid);
       if (result.err !== 0) return { ...fail(errnoToNfs3(result.err)), wcc: data_wcc };
       this.observeBytes(ctx.share.id, 'write', result.count);
@@ -990,16 +981,12 @@ export class ShareFileService implements NfsFileService, MountService {
       if (!this.verifierAccepted(cookie, cookieVerifier)) return { ...fail(Nfs3Status.NFS3ERR_BAD_COOKIE), dirAttr: await this.attrOf(ctx) };
       const maxEntries = readdirplusMaxEntries(dirMaxBytes, maxBytes);
       // Pinned while the pool thread may write into it, even past a JUKEBOX at the gate's timeout.
-      largeBuffers.pin(target.buffer);
-      let result: Awaited<ReturnType<FsBridge['readdirPlusEncode']>>;
-      try {
-        result = await this.native.readdirPlusEncode(
+      const result = await largeBuffers.whilePinned(target.buffer, () =>
+        this.native.readdirPlusEncode(
           ctx.creds, ctx.object.fd, cookie, ctx.object.isRoot, maxEntries, dirMaxBytes, maxBytes,
           target.buffer, target.offset, target.length, this.nativeShare(ctx.share),
-        );
-      } finally {
-        largeBuffers.unpin(target.buffer);
-      }
+        ),
+      );
       // The native side took the fallback fstat of the directory itself (list() calls attrOf).
       const dirAttr = result.dirStat ? toFattr3(result.dirStat, ctx.share.fsid) : null;
       if (result.err !== 0) {

@@ -98,6 +98,16 @@ export class LargeBufferPool {
     this.pins.set(memory, (this.pins.get(memory) ?? 0) + 1);
   }
 
+  /** The memory stays pinned for as long as `work` runs (a native call reading or writing it). */
+  async whilePinned<T>(view: Uint8Array, work: () => Promise<T>): Promise<T> {
+    this.pin(view);
+    try {
+      return await work();
+    } finally {
+      this.unpin(view);
+    }
+  }
+
   unpin(view: Uint8Array): void {
     const memory = view.buffer;
     const count = this.pins.get(memory);
