@@ -1,7 +1,7 @@
 // Pieces shared by the bench scripts that start our daemon on 127.0.0.1 and drive it with
 // bench/nfsload: building nfsload, a child-process registry that is emptied on exit, starting the
 // daemon over a local backend, and reading a process's memory from /proc. Importing this module has
-// no side effects (bench/compare.mjs holds its own copies of most of these; it could use these).
+// no side effects; bench/compare.mjs and bench/memory.mjs both use it.
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import net from 'node:net';

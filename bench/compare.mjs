@@ -17,17 +17,13 @@
 // text table and as a markdown table. Figures are from this machine at this moment: compare ratios
 // from the same run, not absolute numbers across machines.
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { outputLines } from './lines.mjs';
-
-const here = path.dirname(fileURLToPath(import.meta.url));
-const root = path.resolve(here, '..');
-const cli = path.join(root, 'bin', 'manila-gateway.cjs');
+import { buildNfsload, childRegistry, fmt, freePort, median, nfsload, root, sleep, startGateway, stopChild, which } from './common.mjs';
 const ALL = ['seqread', 'randread', 'getattr', 'lookup', 'readdirplus', 'create-remove', 'seqwrite'];
 const INSTALL = 'apt-get install -y --no-install-recommends libnfs-dev nfs-ganesha nfs-ganesha-vfs rpcbind iperf3';
 
@@ -59,24 +55,14 @@ function fail(message) {
   console.error(`bench/compare.mjs: ${message}`);
   process.exit(2);
 }
-const which = (cmd) => spawnSync('sh', ['-c', `command -v ${cmd}`], { encoding: 'utf8' }).stdout.trim() || null;
 
 // ---- prerequisites and the load generator ---------------------------------------------------
 
-const buildDir = path.join(here, 'build');
-const nfsload = path.join(buildDir, 'nfsload');
-function buildNfsload() {
-  const src = path.join(here, 'nfsload.c');
-  const cc = which('cc') ?? which('gcc');
-  if (existsSync(nfsload) && statSync(nfsload).mtimeMs >= statSync(src).mtimeMs) return;
-  if (!cc) fail(`no C compiler (cc/gcc) to build bench/nfsload.c: install it with\n  apt-get install -y --no-install-recommends gcc libc6-dev libnfs-dev`);
-  if (!existsSync('/usr/include/nfsc/libnfs-raw.h')) fail(`libnfs-dev is missing (no /usr/include/nfsc/libnfs-raw.h): install it with\n  ${INSTALL}`);
-  mkdirSync(buildDir, { recursive: true });
-  const r = spawnSync(cc, ['-O2', '-Wall', '-o', nfsload, src, '-lnfs'], { encoding: 'utf8' });
-  if (r.status !== 0) fail(`building nfsload failed:\n${r.stderr}`);
-  say(`built ${path.relative(root, nfsload)}`);
+try {
+  buildNfsload(say);
+} catch (err) {
+  fail(err.message);
 }
-buildNfsload();
 if (!existsSync(path.join(root, 'dist', 'cli.js'))) fail('dist/ is missing: build the daemon first (npm run build)');
 
 let useGanesha = !opts['no-ganesha'];
@@ -96,39 +82,17 @@ const dir = mkdtempSync(path.join(os.tmpdir(), 'mg-bench-compare-'));
 const exportsDir = path.join(dir, 'exports');
 const exportDir = path.join(exportsDir, 'bench');
 mkdirSync(exportDir, { recursive: true });
-const children = new Set();
+const { track, killAll } = childRegistry();
 let cleaned = false;
 function cleanup() {
   if (cleaned) return;
   cleaned = true;
-  for (const c of children) try { c.kill('SIGKILL'); } catch { /* gone */ }
+  killAll();
   rmSync(dir, { recursive: true, force: true });
 }
 process.on('exit', cleanup);
 for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => { cleanup(); process.exit(130); });
 
-function track(child) {
-  children.add(child);
-  child.on('exit', () => children.delete(child));
-  return child;
-}
-function stopChild(child, timeoutMs = 10_000) {
-  return new Promise((resolve) => {
-    if (child.exitCode !== null || child.signalCode !== null) return resolve();
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.once('exit', () => { clearTimeout(timer); resolve(); });
-    child.kill('SIGTERM');
-  });
-}
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => resolve(port)); });
-  });
-}
 function canConnect(port) {
   return new Promise((resolve) => {
     const s = net.connect({ host: '127.0.0.1', port }, () => { s.destroy(); resolve(true); });
@@ -143,38 +107,6 @@ function cpuSeconds(pid) { // utime + stime of the whole process (all threads)
     const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
     return (Number(f[11]) + Number(f[12])) / CLK_TCK; // fields 14 and 15
   } catch { return NaN; }
-}
-
-async function startOurs() {
-  const stateDir = path.join(dir, 'state');
-  mkdirSync(stateDir, { recursive: true, mode: 0o700 });
-  const config = path.join(dir, 'gateway.yaml');
-  writeFileSync(config, [
-    'node_id: bench',
-    `state_dir: ${stateDir}`,
-    'log_level: info',
-    'listen: { tcp: [{ host: 127.0.0.1, port: 0 }] }',
-    `backends: [{ id: local1, type: local, path: ${exportsDir} }]`,
-    'grants: [{ id: g1, share: bench, backend: local1, path: bench, guest: { tcp: 127.0.0.1 }, access: rw, squash: none }]',
-    '',
-  ].join('\n'));
-  const env = { ...process.env };
-  delete env.NODE_OPTIONS;
-  const child = track(spawn(process.execPath, ['--initial-heap-size=128', cli, 'serve', '--config', config], { env, stdio: ['ignore', 'pipe', 'pipe'] }));
-  const output = [];
-  return await new Promise((resolve, reject) => {
-    let port;
-    const timer = setTimeout(() => reject(new Error(`our daemon is not ready after 60 s:\n${output.join('\n')}`)), 60_000);
-    child.stderr.on('data', (c) => output.push(`stderr: ${c}`));
-    child.stdout.on('data', outputLines((line, rec) => {
-      if (output.length < 200) output.push(line);
-      if (!rec) return;
-      if (rec.msg === 'listening' && rec.transport === 'tcp') port = rec.port;
-      if (rec.msg === 'ready') { clearTimeout(timer); resolve({ name: 'ours', child, pid: child.pid, port, url: `nfs://127.0.0.1/bench?version=3&nfsport=${port}&mountport=${port}`, output }); }
-      if (rec.level >= 50 && output.length >= 200) output.push(line); // keep errors
-    }));
-    child.once('exit', (code, signal) => { clearTimeout(timer); reject(new Error(`our daemon exited (${code ?? signal}) before ready:\n${output.join('\n')}`)); });
-  });
 }
 
 let startedRpcbind = null;
@@ -296,13 +228,6 @@ function runLoad(server, workload, round) {
   });
 }
 
-const median = (xs) => {
-  const s = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
-  if (!s.length) return NaN;
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
-const fmt = (x, d = 0) => (Number.isFinite(x) ? x.toFixed(d) : 'n/a');
-
 // ---- main ----------------------------------------------------------------------------------------
 
 const servers = [];
@@ -323,7 +248,7 @@ try {
     }
   }
 
-  servers.push(await startOurs());
+  servers.push({ name: 'ours', ...(await startGateway({ dir, exportsDir, track })) });
   say(`our daemon: pid ${servers[0].pid}, port ${servers[0].port}`);
   if (useGanesha) {
     try {
