@@ -35,6 +35,15 @@ export function encodeRead3ResFail(w: XdrWriter, res: ReadResult): void {
   encodePostOpAttr(w, res.attr);
 }
 
+/** READ3resok up to its data: status, post_op_attr, count, eof and the data's length (the data follows). */
+function encodeRead3ResOkHeader(w: XdrWriter, res: ReadResult): void {
+  w.uint32(Nfs3Status.NFS3_OK);
+  encodePostOpAttr(w, res.attr);
+  w.uint32(res.count);
+  w.bool(res.eof);
+  w.uint32(res.count);
+}
+
 /** From this size on, a READ on a socket that takes splices sends its data from a pipe (no copy). */
 export const SPLICE_READ_MIN = 64 * 1024;
 
@@ -48,19 +57,14 @@ export function read(fs: NfsFileService): ProcedureHandler {
         ? await fs.readToPipe(callerOf(call), args.file, args.offset, count)
         : undefined;
     if (spliced !== undefined && !spliced.copyInstead) {
-      const res = spliced;
-      if (res.status !== Nfs3Status.NFS3_OK || res.pipeFd === undefined) {
-        encodeRead3ResFail(reply, res);
+      if (spliced.status !== Nfs3Status.NFS3_OK || spliced.pipeFd === undefined) {
+        encodeRead3ResFail(reply, spliced);
         return;
       }
       // Owned by the reply from here (the dispatcher closes it if anything below throws). The
       // header goes up to the data's length; the data follows from the pipe, then its padding.
-      reply.tail = { pipeFd: res.pipeFd, count: res.count, pad: xdrPad(res.count) };
-      reply.uint32(Nfs3Status.NFS3_OK);
-      encodePostOpAttr(reply, res.attr);
-      reply.uint32(res.count);
-      reply.bool(res.eof);
-      reply.uint32(res.count);
+      reply.tail = { pipeFd: spliced.pipeFd, count: spliced.count, pad: xdrPad(spliced.count) };
+      encodeRead3ResOkHeader(reply, spliced);
       return;
     }
     const start = reply.ensure(READ_HEADER_MAX + count + 3);
@@ -80,11 +84,7 @@ export function read(fs: NfsFileService): ProcedureHandler {
       throw new Error(`READ: fs layer read ${res.count} bytes of ${count}`);
     }
     // These writes stay within the room ensured above, so the buffer is not reallocated.
-    reply.uint32(Nfs3Status.NFS3_OK);
-    encodePostOpAttr(reply, res.attr);
-    reply.uint32(res.count);
-    reply.bool(res.eof);
-    reply.uint32(res.count);
+    encodeRead3ResOkHeader(reply, res);
     const headerEnd = reply.offset;
     if (headerEnd !== dataAt) {
       // No attributes: the header is 84 bytes shorter than planned; slide the data down.
