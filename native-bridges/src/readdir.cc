@@ -84,6 +84,21 @@ const char kBuilderSource[] = R"JS(
 })
 )JS";
 
+// getdents64 into a buffer sized for a page of maxEntries (most names are short; the kernel fills
+// what fits), for READDIR and READDIRPLUS alike.
+class DirentReader {
+ public:
+  explicit DirentReader(uint32_t maxEntries)
+      : size_(std::clamp<size_t>(static_cast<size_t>(maxEntries) * 64 + 1024, 4096, 65536)), buf_(new char[size_]) {}
+  /** Bytes of entries read into data() (0 at the end of the directory), or -1 with errno. */
+  long Read(int dir) { return RetryEintr([&] { return syscall(SYS_getdents64, dir, buf_.get(), size_); }); }
+  const char* data() const { return buf_.get(); }
+
+ private:
+  size_t size_;
+  std::unique_ptr<char[]> buf_;
+};
+
 // ENOTDIR unless pathFd is a directory (checked as the daemon, before acting as the caller).
 int RequireDirectory(int fd) {
   struct stat st;
@@ -124,14 +139,11 @@ struct ReaddirOp {
     if ((err = guard.err()) != 0) return;
     Fd dir;
     if ((err = OpenListing(fd, cookie, &dir, &dirStat)) != 0) return;
-    // Sized for the request (most names are short); getdents64 fills what fits.
-    const size_t bufsize = std::clamp<size_t>(static_cast<size_t>(maxEntries) * 64 + 1024, 4096, 65536);
-    std::unique_ptr<char[]> buf(new char[bufsize]);
+    DirentReader dirents(maxEntries);
     entries.reserve(std::min<uint32_t>(maxEntries, 4096));
     for (;;) {
-      long n = syscall(SYS_getdents64, dir.get(), buf.get(), bufsize);
+      const long n = dirents.Read(dir.get());
       if (n < 0) {
-        if (errno == EINTR) continue;
         err = errno;
         break;
       }
@@ -142,7 +154,7 @@ struct ReaddirOp {
       if (entries.size() >= maxEntries) break;  // a peek past a full page: more entries exist
       bool full_mid_batch = false;
       for (long pos = 0; pos < n;) {
-        const auto* d = reinterpret_cast<const LinuxDirent64*>(buf.get() + pos);
+        const auto* d = reinterpret_cast<const LinuxDirent64*>(dirents.data() + pos);
         if (entries.size() >= maxEntries) {
           full_mid_batch = true;
           break;
@@ -460,15 +472,13 @@ struct ReaddirPlusOp {
     if ((err = guard.err()) != 0) return;
     Fd dir;
     if ((err = OpenListing(fd, cookie, &dir, &dirStat)) != 0) return;
-    const size_t bufsize = std::clamp<size_t>(static_cast<size_t>(maxEntries) * 64 + 1024, 4096, 65536);
-    std::unique_ptr<char[]> buf(new char[bufsize]);
+    DirentReader dirents(maxEntries);
     p_ = out;
     bool started = false;
     bool unfit = false;  // an entry was left out for want of room
     for (;;) {
-      long n = syscall(SYS_getdents64, dir.get(), buf.get(), bufsize);
+      const long n = dirents.Read(dir.get());
       if (n < 0) {
-        if (errno == EINTR) continue;
         err = errno;
         break;
       }
@@ -483,7 +493,7 @@ struct ReaddirPlusOp {
       if (count >= maxEntries) break;  // a peek past a full page: more entries exist
       bool stop = false;
       for (long pos = 0; pos < n;) {
-        const auto* d = reinterpret_cast<const LinuxDirent64*>(buf.get() + pos);
+        const auto* d = reinterpret_cast<const LinuxDirent64*>(dirents.data() + pos);
         if (count >= maxEntries || !AddEntry(dir.get(), d)) {
           unfit = count < maxEntries;
           stop = true;  // eof stays false: entries remain in this very batch

@@ -24,8 +24,6 @@
 
 namespace manila {
 
-int ReopenWithOwnerOverride(CredGuard& guard, const Creds& creds, int pathFd, int flags, uid_t owner, Fd* out);
-
 namespace {
 
 constexpr uint64_t kMaxOffset = INT64_MAX;
