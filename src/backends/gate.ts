@@ -37,6 +37,7 @@ class GateCall<T> {
     readonly reject: (error: Error) => void,
     readonly deadline: number,
     readonly onLate: ((value: T) => void) | undefined,
+    readonly onSettled: (() => void) | undefined,
   ) {}
 }
 
@@ -77,13 +78,15 @@ export class BackendGate {
   /**
    * Runs `work` when a slot is free. Resolves with its value, or with a timeout once `timeoutMs`
    * has passed since this call; `work` itself keeps its slot until it settles, and a value it
-   * settles with after that is given to onLate (to release what it holds).
+   * settles with after that is given to onLate (to release what it holds). onSettled is called once
+   * `work` has settled, or once it is certain never to run (refused, or expired while queued): what
+   * the work reads (the request's pinned bytes) may be let go then, and not before.
    */
-  run<T>(work: () => Promise<T>, onLate?: (value: T) => void): Promise<GateOutcome<T>> {
-    if (this.suspended) return this.refuse('suspended');
-    if (this.running >= this.options.limit && this.queue.length >= this.queueLimit) return this.refuse('overloaded');
+  run<T>(work: () => Promise<T>, onLate?: (value: T) => void, onSettled?: () => void): Promise<GateOutcome<T>> {
+    if (this.suspended) return this.refuse('suspended', onSettled);
+    if (this.running >= this.options.limit && this.queue.length >= this.queueLimit) return this.refuse('overloaded', onSettled);
     return new Promise<GateOutcome<T>>((resolve, reject) => {
-      const call = new GateCall<T>(work, resolve, reject, performance.now() + this.options.timeoutMs, onLate);
+      const call = new GateCall<T>(work, resolve, reject, performance.now() + this.options.timeoutMs, onLate, onSettled);
       this.pending.push(call as GateCall<unknown>);
       if (this.deadlineTimer === null) this.armDeadline(this.options.timeoutMs);
       if (this.running < this.options.limit) {
@@ -111,10 +114,12 @@ export class BackendGate {
         // A value nobody waits for any more (answered at the deadline) may own something: a pipe.
         if (call.answered) call.onLate?.(value);
         else this.answer(call, { ok: true, value });
+        call.onSettled?.();
         this.finish(at);
       },
       (error: unknown) => {
         this.answer(call, error instanceof Error ? error : new Error(String(error)));
+        call.onSettled?.();
         this.finish(at);
       },
     );
@@ -158,6 +163,7 @@ export class BackendGate {
           const at = this.queue.indexOf(call);
           if (at >= 0) this.queue.splice(at, 1);
           call.queued = false;
+          call.onSettled?.(); // it will never run
         }
         this.options.onRefused?.();
         // answer() moves pendingHead past this call and any answered ones behind it
@@ -174,8 +180,9 @@ export class BackendGate {
     this.armDeadline(this.pending[this.pendingHead]!.deadline - now);
   };
 
-  private refuse<T>(reason: 'suspended' | 'overloaded'): Promise<GateOutcome<T>> {
+  private refuse<T>(reason: 'suspended' | 'overloaded', onSettled: (() => void) | undefined): Promise<GateOutcome<T>> {
     this.options.onRefused?.();
+    onSettled?.();
     return Promise.resolve({ ok: false, reason });
   }
 

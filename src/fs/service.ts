@@ -126,6 +126,9 @@ interface Context {
 /** A refusal names the share when the handle was one of ours for a known share (for the observer). */
 type Resolved = { ok: true; ctx: Context } | { ok: false; status: Nfs3Status; share?: string };
 
+/** A request's answer and the share it is counted under (none for a handle of no share). */
+type Attempted<T> = { result: T; share: string | undefined };
+
 /**
  * The name rules of DESIGN.md: one component, never a path. Returns a status for a bad name.
  * `dots` says whether "." and ".." are acceptable (LOOKUP only).
@@ -357,45 +360,66 @@ export class ShareFileService implements NfsFileService, MountService {
    * - a share key neither open nor among the last retired ones: NFS3ERR_STALE.
    * `count` is false for the second handle of one request (RENAME, LINK) and MOUNT's own lookups.
    */
-  private async resolve(caller: Caller, fh: Buffer, count = true): Promise<Resolved> {
-    const key = fh.toString('latin1');
-    let object = this.objects.acquireCached(key);
-    let share: ShareRoot | undefined = object?.share;
-    let kernel: KernelHandle | undefined;
-    if (!object) {
-      const decoded = this.codec.decode(fh);
-      if (!decoded) return { ok: false, status: Nfs3Status.NFS3ERR_BADHANDLE };
-      share = this.shares.byHandleKey(decoded.shareKey);
-      if (!share) {
-        const retiredId = this.knownShare(decoded.shareKey);
-        const reopened = await this.reopenRetired(caller, decoded.shareKey);
-        if (typeof reopened === 'number') return { ok: false, status: reopened, ...(retiredId === undefined ? {} : { share: retiredId }) };
-        share = reopened;
-      }
-      if (decoded.kernel.bytes.equals(share.kernel.bytes) && decoded.kernel.type === share.kernel.type) {
-        object = { share, fd: share.fd, isRoot: true, refs: 1 };
-      }
-      kernel = decoded.kernel;
+  private async resolve(caller: Caller, fh: Buffer, key: string, count: boolean): Promise<Resolved> {
+    // (after a miss of resolveCached: the handle is checked and its object opened or found)
+    const decoded = this.codec.decode(fh);
+    if (!decoded) return { ok: false, status: Nfs3Status.NFS3ERR_BADHANDLE };
+    let share = this.shares.byHandleKey(decoded.shareKey);
+    if (!share) {
+      const retiredId = this.knownShare(decoded.shareKey);
+      const reopened = await this.reopenRetired(caller, decoded.shareKey);
+      if (typeof reopened === 'number') return { ok: false, status: reopened, ...(retiredId === undefined ? {} : { share: retiredId }) };
+      share = reopened;
     }
-    const grant = this.grants.find(caller.identity, share!.id);
-    // (A cached object's share is never retired: retiring drops its objects from the cache.)
-    if (!grant || grant.backend !== share!.backend || grant.path !== share!.sharePath || share!.retired) {
-      if (object && !object.isRoot) this.objects.release(object);
-      return { ok: false, status: grant ? Nfs3Status.NFS3ERR_STALE : Nfs3Status.NFS3ERR_ACCES, share: share!.id };
-    }
+    const isRoot = decoded.kernel.bytes.equals(share.kernel.bytes) && decoded.kernel.type === share.kernel.type;
+    const grant = this.grantFor(caller, share);
+    if (!grant.ok) return grant;
     // Held before anything uses share.fd (open_by_handle_at below): a retire now defers the close.
-    this.shares.hold(share!);
-    if (!object) {
-      const opened = await this.objects.acquire(key, share!, kernel!);
+    this.shares.hold(share);
+    let object: OpenObject;
+    if (isRoot) {
+      object = { share, fd: share.fd, isRoot: true, refs: 1 };
+    } else {
+      const opened = await this.objects.acquire(key, share, decoded.kernel);
       if (typeof opened === 'number') {
-        this.shares.release(share!);
+        this.shares.release(share);
         const status = opened === E.ESTALE || opened === E.ENOENT ? Nfs3Status.NFS3ERR_STALE : errnoToNfs3(opened);
-        return { ok: false, status, share: share!.id };
+        return { ok: false, status, share: share.id };
       }
       object = opened;
     }
-    if (count) this.ops.set(share!.id, (this.ops.get(share!.id) ?? 0) + 1);
-    return { ok: true, ctx: { share: share!, grant, creds: ShareFileService.credentials(grant, caller), object } };
+    return this.resolved(caller, share, grant.grant, object, count);
+  }
+
+  /**
+   * resolve() for a handle in the object cache, without waiting for anything; undefined on a miss.
+   * (The cache key is the whole handle, tag included: only a handle that resolved before is there.)
+   */
+  private resolveCached(caller: Caller, key: string, count: boolean): Resolved | undefined {
+    const object = this.objects.acquireCached(key);
+    if (!object) return undefined;
+    // (A cached object's share is never retired: retiring drops its objects from the cache.)
+    const grant = this.grantFor(caller, object.share);
+    if (!grant.ok) {
+      this.objects.release(object);
+      return grant;
+    }
+    this.shares.hold(object.share);
+    return this.resolved(caller, object.share, grant.grant, object, count);
+  }
+
+  /** The caller's grant for `share` where it is open now; STALE (moved or retired) or ACCES (none) otherwise. */
+  private grantFor(caller: Caller, share: ShareRoot): { ok: true; grant: Grant } | { ok: false; status: Nfs3Status; share: string } {
+    const grant = this.grants.find(caller.identity, share.id);
+    if (!grant || grant.backend !== share.backend || grant.path !== share.sharePath || share.retired) {
+      return { ok: false, status: grant ? Nfs3Status.NFS3ERR_STALE : Nfs3Status.NFS3ERR_ACCES, share: share.id };
+    }
+    return { ok: true, grant };
+  }
+
+  private resolved(caller: Caller, share: ShareRoot, grant: Grant, object: OpenObject, count: boolean): Resolved {
+    if (count) this.ops.set(share.id, (this.ops.get(share.id) ?? 0) + 1);
+    return { ok: true, ctx: { share, grant, creds: ShareFileService.credentials(grant, caller), object } };
   }
 
   /**
@@ -438,7 +462,12 @@ export class ShareFileService implements NfsFileService, MountService {
    * names the NFS request, counted and reported to the observer once it is answered; null for the
    * second handle of one request (RENAME, LINK) and MOUNT's own lookups (not counted, as resolve()).
    */
-  private async with<T extends { status: Nfs3Status }>(
+  //
+  // with() and attempt() are the path of every request, so they are written with as few promises
+  // and async frames as can be: each one is an allocation and a microtask hop per request, and at
+  // tens of thousands of requests a second those were most of the young-generation garbage whose
+  // scavenges set the p99 latency.
+  private with<T extends { status: Nfs3Status }>(
     caller: Caller,
     fh: Buffer,
     fail: (status: Nfs3Status) => T,
@@ -446,27 +475,27 @@ export class ShareFileService implements NfsFileService, MountService {
     procedure: NfsShareProcedure | null,
     late?: (result: T) => void,
   ): Promise<T> {
-    const target = this.backendOfHandle(fh);
+    const key = fh.toString('latin1');
+    const target = this.backendOfHandle(fh, key);
     const gate = target && this.backends.gateOf?.(target.backend);
-    let answered: { result: T; share: string | undefined };
-    if (gate) {
-      // Everything that may touch the backend runs inside its gate (DESIGN.md: a hung backend
-      // stalls nothing else); past the bound the guest hears JUKEBOX and retries later.
-      // The request's bytes (fh, names, WRITE data: views into its record, which may be a pooled
-      // buffer) stay pinned until the work itself settles, not just until the guest is answered:
-      // past the deadline the work may still be waiting to resolve its handle, then run.
-      largeBuffers.pin(fh);
-      let started = false;
-      const work = () => {
-        started = true;
-        return this.attempt(caller, fh, fail, body, procedure !== null).finally(() => largeBuffers.unpin(fh));
-      };
-      const outcome = await gate.run(work, late && ((answer) => late(answer.result)));
-      if (!started) largeBuffers.unpin(fh); // refused, or expired while queued: it never runs
-      answered = outcome.ok ? outcome.value : { result: fail(Nfs3Status.NFS3ERR_JUKEBOX), share: target.share };
-    } else {
-      answered = await this.attempt(caller, fh, fail, body, procedure !== null);
-    }
+    const count = procedure !== null;
+    if (!gate) return this.attempt(caller, fh, key, fail, body, count).then((answered) => this.answered(answered, procedure));
+    // Everything that may touch the backend runs inside its gate (DESIGN.md: a hung backend
+    // stalls nothing else); past the bound the guest hears JUKEBOX and retries later.
+    // The request's bytes (fh, names, WRITE data: views into its record, which may be a pooled
+    // buffer) stay pinned until the work itself settles, not just until the guest is answered:
+    // past the deadline the work may still be waiting to resolve its handle, then run.
+    largeBuffers.pin(fh);
+    return gate
+      .run(
+        () => this.attempt(caller, fh, key, fail, body, count),
+        late && ((answer) => late(answer.result)),
+        () => largeBuffers.unpin(fh),
+      )
+      .then((outcome) => this.answered(outcome.ok ? outcome.value : { result: fail(Nfs3Status.NFS3ERR_JUKEBOX), share: target.share }, procedure));
+  }
+
+  private answered<T extends { status: Nfs3Status }>(answered: Attempted<T>, procedure: NfsShareProcedure | null): T {
     if (procedure !== null && answered.share !== undefined) this.observeOp(answered.share, procedure, answered.result.status);
     return answered.result;
   }
@@ -483,34 +512,56 @@ export class ShareFileService implements NfsFileService, MountService {
     fail: (status: Nfs3Status) => T,
     body: (ctx: Context) => Promise<T>,
   ): Promise<T> {
-    const target = this.backendOfHandle(fh);
+    const key = fh.toString('latin1');
+    const target = this.backendOfHandle(fh, key);
     if (target && target.backend !== first.share.backend) return fail(Nfs3Status.NFS3ERR_XDEV);
-    return (await this.attempt(caller, fh, fail, body, false)).result;
+    return (await this.attempt(caller, fh, key, fail, body, false)).result;
   }
 
   /** resolve + body + done: the answer and the share it is counted under (none for a handle of no share). */
-  private async attempt<T extends { status: Nfs3Status }>(
+  private attempt<T extends { status: Nfs3Status }>(
     caller: Caller,
     fh: Buffer,
+    key: string,
     fail: (status: Nfs3Status) => T,
     body: (ctx: Context) => Promise<T>,
     count: boolean,
-  ): Promise<{ result: T; share: string | undefined }> {
-    const resolved = await this.resolve(caller, fh, count);
-    if (!resolved.ok) return { result: fail(resolved.status), share: resolved.share };
+  ): Promise<Attempted<T>> {
+    // A handle in the object cache resolves without waiting for anything (the common case).
+    const cached = this.resolveCached(caller, key, count);
+    if (cached === undefined) return this.resolve(caller, fh, key, count).then((resolved) => this.run(resolved, fail, body));
+    return this.run(cached, fail, body);
+  }
+
+  /** body with a resolved object, then done(); or the failure answer. */
+  private run<T extends { status: Nfs3Status }>(resolved: Resolved, fail: (status: Nfs3Status) => T, body: (ctx: Context) => Promise<T>): Promise<Attempted<T>> {
+    if (!resolved.ok) return Promise.resolve({ result: fail(resolved.status), share: resolved.share });
+    const ctx = resolved.ctx;
+    let work: Promise<T>;
     try {
-      return { result: await body(resolved.ctx), share: resolved.ctx.share.id };
-    } finally {
-      this.done(resolved.ctx);
+      work = body(ctx);
+    } catch (error) {
+      this.done(ctx);
+      return Promise.reject(error);
     }
+    return work.then(
+      (result) => {
+        this.done(ctx);
+        return { result, share: ctx.share.id };
+      },
+      (error: unknown) => {
+        this.done(ctx);
+        throw error;
+      },
+    );
   }
 
   /**
    * Which backend (and share) a handle points at, from its share key alone: no I/O and no tag check
    * (resolve() checks the tag). Only picks the gate; undefined when the key names no share we know.
    */
-  private backendOfHandle(fh: Buffer): { backend: string; share: string } | undefined {
-    const cached = this.objects.peek(fh.toString('latin1'));
+  private backendOfHandle(fh: Buffer, key: string): { backend: string; share: string } | undefined {
+    const cached = this.objects.peek(key);
     if (cached) return { backend: cached.share.backend, share: cached.share.id };
     if (fh.length < 2 + SHARE_KEY_BYTES) return undefined;
     const keyHex = fh.toString('hex', 2, 2 + SHARE_KEY_BYTES);
@@ -557,9 +608,9 @@ export class ShareFileService implements NfsFileService, MountService {
 
   // ---- NFSv3 procedures (RFC 1813 section 3.3) --------------------------------------------
 
-  async getattr(caller: Caller, fh: Buffer): Promise<AttrResult> {
-    return this.with<AttrResult>(caller, fh, (status) => ({ status, attr: null }), async (ctx) => {
-      const result = await this.native.fstat(ctx.object.fd);
+  getattr(caller: Caller, fh: Buffer): Promise<AttrResult> {
+    // (then(), not an async body: one frame fewer on the busiest request there is)
+    return this.with<AttrResult>(caller, fh, (status) => ({ status, attr: null }), (ctx) => this.native.fstat(ctx.object.fd).then((result): AttrResult => {
       if (result.err !== 0 || !result.stat) return { status: errnoToNfs3(result.err), attr: null };
       if (result.stat.nlink === 0 && !isDirectory(result.stat)) {
         // Unlinked on the host while we held it open: gone, as knfsd would say. (Clients never
@@ -568,10 +619,10 @@ export class ShareFileService implements NfsFileService, MountService {
         return { status: Nfs3Status.NFS3ERR_STALE, attr: null };
       }
       return { status: Nfs3Status.NFS3_OK, attr: toFattr3(result.stat, ctx.share.fsid) };
-    }, 'getattr');
+    }), 'getattr');
   }
 
-  async setattr(caller: Caller, fh: Buffer, attributes: Sattr3, guard: NfsTime | null): Promise<WccResult> {
+  setattr(caller: Caller, fh: Buffer, attributes: Sattr3, guard: NfsTime | null): Promise<WccResult> {
     return this.with(caller, fh, (status) => ({ status, wcc: NO_WCC }), async (ctx) => {
       if (this.readOnly(ctx)) return { status: Nfs3Status.NFS3ERR_ROFS, wcc: NO_WCC };
       const invalid = checkSattr(attributes) ?? (guard && guard.nseconds >= 1_000_000_000 ? Nfs3Status.NFS3ERR_INVAL : undefined);
@@ -585,13 +636,10 @@ export class ShareFileService implements NfsFileService, MountService {
     }, 'setattr');
   }
 
-  async lookup(caller: Caller, dirFh: Buffer, name: Buffer): Promise<LookupResult> {
+  lookup(caller: Caller, dirFh: Buffer, name: Buffer): Promise<LookupResult> {
     const bad = checkName(name, true);
-    return this.with<LookupResult>(caller, dirFh, (status) => ({ status, objAttr: null, dirAttr: null }), async (ctx) => {
-      if (bad !== undefined) return { status: bad, objAttr: null, dirAttr: await this.attrOf(ctx) };
-      const found = await this.lookupIn(ctx, name);
-      return found;
-    }, 'lookup');
+    return this.with<LookupResult>(caller, dirFh, (status) => ({ status, objAttr: null, dirAttr: null }), (ctx) =>
+      bad === undefined ? this.lookupIn(ctx, name) : this.attrOf(ctx).then((dirAttr) => ({ status: bad, objAttr: null, dirAttr })), 'lookup');
   }
 
   /** LOOKUP within a resolved directory, with the share-root rule for `..`. */
@@ -630,7 +678,7 @@ export class ShareFileService implements NfsFileService, MountService {
     return { status: Nfs3Status.NFS3_OK, handle, objAttr: toFattr3(found.stat, share.fsid), dirAttr };
   }
 
-  async access(caller: Caller, fh: Buffer, requested: number): Promise<AccessResult> {
+  access(caller: Caller, fh: Buffer, requested: number): Promise<AccessResult> {
     return this.with(caller, fh, (status) => ({ status, attr: null, access: 0 }), async (ctx) => {
       const [mask, stat] = await Promise.all([this.native.accessMask(ctx.creds, ctx.object.fd), this.native.fstat(ctx.object.fd)]);
       if (mask.err !== 0 || !stat.stat) return { status: errnoToNfs3(mask.err || stat.err), attr: null, access: 0 };
@@ -652,7 +700,7 @@ export class ShareFileService implements NfsFileService, MountService {
     }, 'access');
   }
 
-  async readlink(caller: Caller, fh: Buffer): Promise<ReadlinkResult> {
+  readlink(caller: Caller, fh: Buffer): Promise<ReadlinkResult> {
     return this.with<ReadlinkResult>(caller, fh, (status) => ({ status, attr: null }), async (ctx) => {
       const result = await this.native.readlink(ctx.creds, ctx.object.fd);
       const attr = result.stat ? toFattr3(result.stat, ctx.share.fsid) : await this.attrOf(ctx);
@@ -661,7 +709,7 @@ export class ShareFileService implements NfsFileService, MountService {
     }, 'readlink');
   }
 
-  async read(caller: Caller, fh: Buffer, offset: bigint, count: number, target: ReadTarget): Promise<ReadResult> {
+  read(caller: Caller, fh: Buffer, offset: bigint, count: number, target: ReadTarget): Promise<ReadResult> {
     return this.with(caller, fh, (status) => ({ status, attr: null, count: 0, eof: false }), async (ctx) => {
       // Pinned while the pool thread may write into it, even past a JUKEBOX at the gate's timeout.
       const result = await largeBuffers.whilePinned(target.buffer, () =>
@@ -674,7 +722,7 @@ export class ShareFileService implements NfsFileService, MountService {
     }, 'read');
   }
 
-  async readToPipe(caller: Caller, fh: Buffer, offset: bigint, count: number): Promise<SplicedReadResult> {
+  readToPipe(caller: Caller, fh: Buffer, offset: bigint, count: number): Promise<SplicedReadResult> {
     return this.with<SplicedReadResult>(caller, fh, (status) => ({ status, attr: null, count: 0, eof: false }), async (ctx) => {
       const read = await this.native.readToPipe(ctx.creds, ctx.object.fd, count, offset);
       if (read.pipeFd !== undefined) pipeOpened();
@@ -693,7 +741,7 @@ export class ShareFileService implements NfsFileService, MountService {
     });
   }
 
-  async write(caller: Caller, fh: Buffer, offset: bigint, stable: StableHow, data: Buffer): Promise<WriteResult> {
+  write(caller: Caller, fh: Buffer, offset: bigint, stable: StableHow, data: Buffer): Promise<WriteResult> {
     const fail = (status: Nfs3Status): WriteResult => ({ status, wcc: NO_WCC, count: 0, committed: stable, verifier: this.writeVerifier });
     return this.with(caller, fh, fail, async (ctx) => {
       if (this.readOnly(ctx)) return fail(Nfs3Status.NFS3ERR_ROFS);
@@ -1023,7 +1071,7 @@ export class ShareFileService implements NfsFileService, MountService {
     return info;
   }
 
-  async fsstat(caller: Caller, fh: Buffer): Promise<FsstatResult> {
+  fsstat(caller: Caller, fh: Buffer): Promise<FsstatResult> {
     const fail = (status: Nfs3Status): FsstatResult => ({ status, attr: null, tbytes: 0, fbytes: 0, abytes: 0, tfiles: 0, ffiles: 0, afiles: 0, invarsec: 0 });
     return this.with(caller, fh, fail, async (ctx) => {
       const [stats, attr] = await Promise.all([this.native.statfs(ctx.object.fd), this.attrOf(ctx)]);
@@ -1042,7 +1090,7 @@ export class ShareFileService implements NfsFileService, MountService {
     }, 'fsstat');
   }
 
-  async fsinfo(caller: Caller, fh: Buffer): Promise<FsinfoResult> {
+  fsinfo(caller: Caller, fh: Buffer): Promise<FsinfoResult> {
     const base = {
       rtmax: ONE_MIB,
       rtpref: ONE_MIB,
@@ -1062,7 +1110,7 @@ export class ShareFileService implements NfsFileService, MountService {
     }), 'fsinfo');
   }
 
-  async pathconf(caller: Caller, fh: Buffer): Promise<PathconfResult> {
+  pathconf(caller: Caller, fh: Buffer): Promise<PathconfResult> {
     const base = { linkmax: 65000, nameMax: MAX_NAME, noTrunc: true, chownRestricted: true, caseInsensitive: false, casePreserving: true };
     return this.with<PathconfResult>(caller, fh, (status) => ({ status, attr: null, ...base }), async (ctx) => {
       const [stats, attr] = await Promise.all([this.native.statfs(ctx.object.fd), this.attrOf(ctx)]);
@@ -1070,7 +1118,7 @@ export class ShareFileService implements NfsFileService, MountService {
     }, 'pathconf');
   }
 
-  async commit(caller: Caller, fh: Buffer, _offset: bigint, _count: number): Promise<CommitResult> {
+  commit(caller: Caller, fh: Buffer, _offset: bigint, _count: number): Promise<CommitResult> {
     const fail = (status: Nfs3Status): CommitResult => ({ status, wcc: NO_WCC, verifier: this.writeVerifier });
     return this.with(caller, fh, fail, async (ctx) => {
       if (this.readOnly(ctx)) return fail(Nfs3Status.NFS3ERR_ROFS);

@@ -54,3 +54,34 @@ t.test('a slow call among many fast ones: the fast ones are not held to its dead
   t.same(await slow, { ok: true, value: 'slow' });
   t.equal(gate.inflight, 0);
 });
+
+t.test('onSettled: once per call, when its work settles or once it can never run', async (t) => {
+  const gate = new BackendGate({ limit: 1, timeoutMs: 150, queueLimit: 1 });
+  const settled: string[] = [];
+  let release!: () => void;
+  const stuck = gate.run(() => new Promise<void>((resolve) => (release = resolve)), undefined, () => settled.push('stuck'));
+  const queued = gate.run(async () => 'never', undefined, () => settled.push('queued'));
+  const refused = await gate.run(async () => 'never', undefined, () => settled.push('refused'));
+  t.same(refused, { ok: false, reason: 'overloaded' });
+  t.same(settled, ['refused'], 'refused: at once, its work never ran');
+  t.same(await queued, { ok: false, reason: 'timeout' });
+  t.same(settled, ['refused', 'queued'], 'expired while queued: at the deadline');
+  t.same(await stuck, { ok: false, reason: 'timeout' });
+  t.same(settled, ['refused', 'queued'], 'a running call answered at its deadline has not settled yet');
+  release();
+  await sleep(10);
+  t.same(settled, ['refused', 'queued', 'stuck'], 'it is told once its work settles, late');
+
+  const failing = gate.run(() => Promise.reject(new Error('boom')), undefined, () => settled.push('rejected'));
+  await t.rejects(failing, { message: 'boom' });
+  const throwing = gate.run(() => {
+    throw new Error('sync');
+  }, undefined, () => settled.push('threw'));
+  await t.rejects(throwing, { message: 'sync' });
+  await sleep(10);
+  t.same(settled.slice(3), ['rejected', 'threw'], 'a rejected or throwing work is settled too');
+  gate.suspended = true;
+  await gate.run(async () => 0, undefined, () => settled.push('suspended'));
+  t.equal(settled.at(-1), 'suspended', 'refused while suspended: at once');
+  t.equal(settled.length, 6, 'never twice');
+});
