@@ -91,7 +91,7 @@ export async function startGateway({ dir, exportsDir, track, metrics = false, lo
   ].join('\n'));
   const env = { ...process.env };
   delete env.NODE_OPTIONS;
-  const child = track(spawn(process.execPath, ['--initial-heap-size=128', cli, 'serve', '--config', config], { env, stdio: ['ignore', 'pipe', 'pipe'] }));
+  const child = track(spawn(process.execPath, ['--initial-heap-size=128', '--max-semi-space-size=64', cli, 'serve', '--config', config], { env, stdio: ['ignore', 'pipe', 'pipe'] }));
   const output = [];
   const problems = [];
   return await new Promise((resolve, reject) => {

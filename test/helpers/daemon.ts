@@ -34,7 +34,7 @@ export const cliPath = process.env.MANILA_GATEWAY_CLI
  * load them.
  */
 export function daemonCommand(args: string[]): [string, string[]] {
-  return ['/usr/bin/env', ['-u', 'NODE_OPTIONS', process.execPath, '--initial-heap-size=128', cliPath, ...args]];
+  return ['/usr/bin/env', ['-u', 'NODE_OPTIONS', process.execPath, '--initial-heap-size=128', '--max-semi-space-size=64', cliPath, ...args]];
 }
 
 /** A grant's guest identity, as in the config (DESIGN.md). */
