@@ -99,13 +99,18 @@ export class LargeBufferPool {
   }
 
   /** The memory stays pinned for as long as `work` runs (a native call reading or writing it). */
-  async whilePinned<T>(view: Uint8Array, work: () => Promise<T>): Promise<T> {
+  whilePinned<T>(view: Uint8Array, work: () => Promise<T>): Promise<T> {
+    // Memory not from the pool (a small READ's reply) needs no pin: no async frame for it either.
+    if (!this.ours.has(view.buffer)) return work();
     this.pin(view);
+    let running: Promise<T>;
     try {
-      return await work();
-    } finally {
+      running = work();
+    } catch (error) {
       this.unpin(view);
+      throw error;
     }
+    return running.finally(() => this.unpin(view));
   }
 
   unpin(view: Uint8Array): void {
