@@ -12,6 +12,8 @@
         "src/fs_ops.cc",
         "src/gfid.cc",
         "src/readdir.cc",
+        "src/encode.cc",
+        "src/inplace.cc",
         "src/sockets.cc",
         "src/splice.cc"
       ],

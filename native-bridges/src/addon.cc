@@ -20,6 +20,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitIo(env, exports);
   InitFsOps(env, exports);
   InitReaddir(env, exports);
+  InitEncode(env, exports);
+  InitInPlace(env, exports);
   InitSockets(env, exports);
   InitGfid(env, exports);
   InitSplice(env, exports);

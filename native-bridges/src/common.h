@@ -225,6 +225,8 @@ void InitHandles(Napi::Env env, Napi::Object exports);
 void InitIo(Napi::Env env, Napi::Object exports);
 void InitFsOps(Napi::Env env, Napi::Object exports);
 void InitReaddir(Napi::Env env, Napi::Object exports);
+void InitEncode(Napi::Env env, Napi::Object exports);
+void InitInPlace(Napi::Env env, Napi::Object exports);
 void InitSockets(Napi::Env env, Napi::Object exports);
 void InitGfid(Napi::Env env, Napi::Object exports);
 void InitSplice(Napi::Env env, Napi::Object exports);

@@ -5,14 +5,11 @@
 // objects); readdirPlusEncode() writes READDIRPLUS's dirlistplus3 straight into the reply buffer
 // on the worker thread: the XDR of every entry, with its fattr3 and its NFS handle (tag included),
 // so the main thread does the same small amount of work whatever the number of entries.
-#define OPENSSL_SUPPRESS_DEPRECATED  // SHA256_Init/Update/Final: the HMAC below keeps their state
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
-#include <openssl/crypto.h>
-#include <openssl/sha.h>
 
 #include <algorithm>
 #include <cmath>
@@ -23,6 +20,7 @@
 #include <vector>
 
 #include "common.h"
+#include "encode.h"
 
 namespace manila {
 
@@ -252,181 +250,7 @@ Napi::Value Readdir(const Napi::CallbackInfo& info) {
 // Numbers go through a double on the JS path (NativeStat fields), so they do here too (JsUint32,
 // JsUint64): a fileid past 2^53 must read the same in READDIRPLUS as in GETATTR.
 
-// src/fs/handle.ts
-constexpr unsigned kHandleVersion = 1;
-constexpr unsigned kHandleHeader = 14;
-constexpr unsigned kHandleTag = 12;
-constexpr unsigned kNfsFhSize = 64;  // NFS3_FHSIZE
-constexpr unsigned kMaxKernelHandle = kNfsFhSize - kHandleHeader - kHandleTag;  // MAX_KERNEL_HANDLE
-constexpr unsigned kShareKeyBytes = 8;
-// src/nfs3/xdr.ts, src/nfs3/readdir.ts
-constexpr size_t kFattr3Size = 84;
 constexpr size_t kDirlistTail = 8;  // DIRLIST3_TAIL: no next entry, eof
-
-inline size_t XdrPad(size_t n) { return (4 - (n & 3)) & 3; }
-inline size_t OpaqueSize(size_t n) { return 4 + n + XdrPad(n); }
-
-inline uint8_t* Put32(uint8_t* p, uint32_t v) {
-  p[0] = static_cast<uint8_t>(v >> 24);
-  p[1] = static_cast<uint8_t>(v >> 16);
-  p[2] = static_cast<uint8_t>(v >> 8);
-  p[3] = static_cast<uint8_t>(v);
-  return p + 4;
-}
-
-inline uint8_t* Put64(uint8_t* p, uint64_t v) {
-  Put32(p, static_cast<uint32_t>(v >> 32));
-  return Put32(p + 4, static_cast<uint32_t>(v));
-}
-
-/** An opaque's length, bytes and zero padding. */
-inline uint8_t* PutOpaque(uint8_t* p, const void* data, size_t n) {
-  p = Put32(p, static_cast<uint32_t>(n));
-  std::memcpy(p, data, n);
-  p += n;
-  for (size_t i = XdrPad(n); i > 0; i--) *p++ = 0;
-  return p;
-}
-
-/** JS `d >>> 0` (XdrWriter.uint32) of an integral double. */
-uint32_t JsUint32(double d) {
-  if (d >= 0 && d < 18446744073709551616.0) return static_cast<uint32_t>(static_cast<uint64_t>(d));
-  if (d < 0 && d >= -9223372036854775808.0) return static_cast<uint32_t>(static_cast<int64_t>(d));
-  if (!std::isfinite(d)) return 0;
-  double m = std::fmod(std::trunc(d), 4294967296.0);
-  if (m < 0) m += 4294967296.0;
-  return static_cast<uint32_t>(m);
-}
-
-/** XdrWriter.uint64 of a number: the high and low words as it computes them. */
-uint64_t JsUint64(double d) {
-  if (d >= 0 && d < 18446744073709551616.0) return static_cast<uint64_t>(d);
-  const double hi = std::floor(d / 4294967296.0);
-  const double lo = d - hi * 4294967296.0;
-  return (static_cast<uint64_t>(JsUint32(hi)) << 32) | JsUint32(lo);
-}
-
-/** ftypeOf (src/fs/attributes.ts): ftype3 of st_mode, NF3REG for anything unknown. */
-uint32_t Ftype3Of(mode_t mode) {
-  switch (mode & S_IFMT) {
-    case S_IFDIR: return 2;   // NF3DIR
-    case S_IFBLK: return 3;   // NF3BLK
-    case S_IFCHR: return 4;   // NF3CHR
-    case S_IFLNK: return 5;   // NF3LNK
-    case S_IFSOCK: return 6;  // NF3SOCK
-    case S_IFIFO: return 7;   // NF3FIFO
-    default: return 1;        // NF3REG
-  }
-}
-
-/** encodeFattr3(toFattr3(stat, fsid)), the stat taken through doubles as StatToJs does. */
-uint8_t* PutFattr3(uint8_t* p, const struct stat& st, uint64_t fsid) {
-  p = Put32(p, Ftype3Of(st.st_mode));
-  p = Put32(p, JsUint32(static_cast<double>(st.st_mode)) & 07777);
-  p = Put32(p, JsUint32(static_cast<double>(st.st_nlink)));
-  p = Put32(p, JsUint32(static_cast<double>(st.st_uid)));
-  p = Put32(p, JsUint32(static_cast<double>(st.st_gid)));
-  p = Put64(p, JsUint64(static_cast<double>(st.st_size)));
-  p = Put64(p, JsUint64(static_cast<double>(st.st_blocks) * 512));
-  p = Put32(p, JsUint32(static_cast<double>(major(st.st_rdev))));
-  p = Put32(p, JsUint32(static_cast<double>(minor(st.st_rdev))));
-  p = Put64(p, fsid);
-  p = Put64(p, JsUint64(static_cast<double>(st.st_ino)));
-  p = Put32(p, JsUint32(static_cast<double>(st.st_atim.tv_sec)));
-  p = Put32(p, JsUint32(static_cast<double>(st.st_atim.tv_nsec)));
-  p = Put32(p, JsUint32(static_cast<double>(st.st_mtim.tv_sec)));
-  p = Put32(p, JsUint32(static_cast<double>(st.st_mtim.tv_nsec)));
-  p = Put32(p, JsUint32(static_cast<double>(st.st_ctim.tv_sec)));
-  p = Put32(p, JsUint32(static_cast<double>(st.st_ctim.tv_nsec)));
-  return p;
-}
-
-/**
- * HMAC-SHA256 with the key's two padded blocks hashed once (RFC 2104): a handle's tag then costs
- * two SHA-256 blocks. The low-level SHA256 functions take no lock (EVP fetches would, per call).
- * The states are as good as the key: wiped when dropped, never copied anywhere else.
- */
-class HmacSha256 {
- public:
-  HmacSha256() = default;
-  HmacSha256(const HmacSha256&) = delete;
-  HmacSha256& operator=(const HmacSha256&) = delete;
-  HmacSha256(HmacSha256&& other) noexcept { *this = std::move(other); }
-  HmacSha256& operator=(HmacSha256&& other) noexcept {
-    if (this != &other) {
-      inner_ = other.inner_;
-      outer_ = other.outer_;
-      OPENSSL_cleanse(&other.inner_, sizeof other.inner_);
-      OPENSSL_cleanse(&other.outer_, sizeof other.outer_);
-    }
-    return *this;
-  }
-  ~HmacSha256() {
-    OPENSSL_cleanse(&inner_, sizeof inner_);
-    OPENSSL_cleanse(&outer_, sizeof outer_);
-  }
-
-  void SetKey(const uint8_t* key, size_t length) {
-    uint8_t block[SHA256_CBLOCK] = {};
-    if (length > sizeof block) {
-      SHA256_CTX c;
-      SHA256_Init(&c);
-      SHA256_Update(&c, key, length);
-      SHA256_Final(block, &c);
-      OPENSSL_cleanse(&c, sizeof c);
-    } else {
-      std::memcpy(block, key, length);
-    }
-    uint8_t pad[SHA256_CBLOCK];
-    for (size_t i = 0; i < sizeof pad; i++) pad[i] = block[i] ^ 0x36;
-    SHA256_Init(&inner_);
-    SHA256_Update(&inner_, pad, sizeof pad);
-    for (size_t i = 0; i < sizeof pad; i++) pad[i] = block[i] ^ 0x5c;
-    SHA256_Init(&outer_);
-    SHA256_Update(&outer_, pad, sizeof pad);
-    OPENSSL_cleanse(pad, sizeof pad);
-    OPENSSL_cleanse(block, sizeof block);
-  }
-
-  void Mac(const uint8_t* data, size_t length, uint8_t out[SHA256_DIGEST_LENGTH]) const {
-    SHA256_CTX c = inner_;
-    SHA256_Update(&c, data, length);
-    uint8_t inner[SHA256_DIGEST_LENGTH];
-    SHA256_Final(inner, &c);
-    c = outer_;
-    SHA256_Update(&c, inner, sizeof inner);
-    SHA256_Final(out, &c);
-  }
-
- private:
-  SHA256_CTX inner_{};
-  SHA256_CTX outer_{};
-};
-
-/** HandleCodec.encode into p (14 + length + 12 bytes); the caller checked length <= kMaxKernelHandle. */
-size_t PutNfsHandle(uint8_t* p, const HmacSha256& hmac, const uint8_t* shareKey, int type, const uint8_t* bytes,
-                    unsigned length) {
-  p[0] = kHandleVersion;
-  p[1] = static_cast<uint8_t>(length);
-  std::memcpy(p + 2, shareKey, kShareKeyBytes);
-  Put32(p + 10, static_cast<uint32_t>(type));
-  std::memcpy(p + kHandleHeader, bytes, length);
-  uint8_t tag[SHA256_DIGEST_LENGTH];
-  hmac.Mac(p, kHandleHeader + length, tag);
-  std::memcpy(p + kHandleHeader + length, tag, kHandleTag);
-  return kHandleHeader + length + kHandleTag;
-}
-
-/** What ShareFileService knows of the share a listing is in (readdirPlusEncode's `share`). */
-struct ShareInfo {
-  HmacSha256 hmac;
-  uint8_t key[kShareKeyBytes] = {};
-  double mountId = 0;
-  double ino = 0;
-  double dev = 0;
-  uint64_t fsid = 0;
-  std::string rootHandle;  // the share root's NFS handle: `..` of the root
-};
 
 struct ReaddirPlusOp {
   Creds creds;
@@ -610,57 +434,6 @@ struct ReaddirPlusOp {
     return o;
   }
 };
-
-/** A Buffer property of `o` of minLength to maxLength bytes, copied; false after throwing. */
-bool PropBuffer(Napi::Object o, const char* key, size_t minLength, size_t maxLength, std::string* out) {
-  Napi::Value v = o.Get(key);
-  if (v.IsBuffer()) {
-    auto b = v.As<Napi::Buffer<char>>();
-    if (b.Length() >= minLength && b.Length() <= maxLength) {
-      out->assign(b.Data(), b.Length());
-      return true;
-    }
-  }
-  ThrowType(o.Env(), std::string("share.") + key + " must be a Buffer of " + std::to_string(minLength) + " to " +
-                         std::to_string(maxLength) + " bytes");
-  return false;
-}
-
-bool PropNumber(Napi::Object o, const char* key, double* out) {
-  Napi::Value v = o.Get(key);
-  if (v.IsNumber()) {
-    *out = v.As<Napi::Number>().DoubleValue();
-    if (std::isfinite(*out)) return true;
-  }
-  ThrowType(o.Env(), std::string("share.") + key + " must be a finite number");
-  return false;
-}
-
-/** `share` of readdirPlusEncode: { secret, key, mountId, ino, dev, handle, fsid }. */
-bool ArgShare(const Napi::CallbackInfo& info, size_t i, ShareInfo* out) {
-  if (info.Length() <= i || !info[i].IsObject()) {
-    ThrowType(info.Env(), "share must be an object");
-    return false;
-  }
-  Napi::Object o = info[i].As<Napi::Object>();
-  std::string secret, key;
-  if (!PropBuffer(o, "secret", 32, 1 << 16, &secret)) return false;
-  out->hmac.SetKey(reinterpret_cast<const uint8_t*>(secret.data()), secret.size());
-  OPENSSL_cleanse(&secret[0], secret.size());
-  if (!PropBuffer(o, "key", kShareKeyBytes, kShareKeyBytes, &key)) return false;
-  std::memcpy(out->key, key.data(), kShareKeyBytes);
-  if (!PropNumber(o, "mountId", &out->mountId) || !PropNumber(o, "ino", &out->ino) ||
-      !PropNumber(o, "dev", &out->dev) || !PropBuffer(o, "handle", 1, kNfsFhSize, &out->rootHandle))
-    return false;
-  Napi::Value fsid = o.Get("fsid");
-  bool lossless = false;
-  if (fsid.IsBigInt()) out->fsid = fsid.As<Napi::BigInt>().Uint64Value(&lossless);
-  if (!lossless) {
-    ThrowType(info.Env(), "share.fsid must be a bigint in [0, 2^64)");
-    return false;
-  }
-  return true;
-}
 
 // readdirPlusEncode(creds, pathFd, cookie, isRoot, maxEntries, dircount, maxcount, buffer, offset,
 // length, share) -> Promise<{ err, tooSmall, bytes, entries, eof, dirStat? }>

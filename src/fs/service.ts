@@ -8,7 +8,7 @@
 import { constants } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
-import type { CreateResult, FsBridge, KernelHandle, NativeShareInfo, NativeStat, ObjectResult, SetattrRequest } from '../native/fsbridge.js';
+import type { CreateResult, FsBridge, KernelHandle, NativeShareContext, NativeShareInfo, NativeStat, ObjectResult, SetattrRequest } from '../native/fsbridge.js';
 import type { GrantTable } from '../grants/table.js';
 import type { Grant } from '../grants/types.js';
 import { AuthFlavor } from '../rpc/types.js';
@@ -27,6 +27,7 @@ import {
   type NfsTime,
   type Sattr3,
 } from '../nfs3/types.js';
+import { POST_OP_ATTR_SIZE_PRESENT } from '../nfs3/xdr.js';
 import type {
   AccessResult,
   AttrResult,
@@ -36,6 +37,7 @@ import type {
   FsinfoResult,
   FsstatResult,
   LinkResult,
+  LookupInPlaceResult,
   LookupResult,
   MountService,
   NfsFileService,
@@ -125,6 +127,9 @@ interface Context {
 
 /** A refusal names the share when the handle was one of ours for a known share (for the observer). */
 type Resolved = { ok: true; ctx: Context } | { ok: false; status: Nfs3Status; share?: string };
+
+const statusOnly = (status: Nfs3Status): { status: Nfs3Status } => ({ status });
+const STATUS_OK: { readonly status: Nfs3Status } = Object.freeze({ status: Nfs3Status.NFS3_OK });
 
 /** A request's answer and the share it is counted under (none for a handle of no share). */
 type Attempted<T> = { result: T; share: string | undefined };
@@ -250,6 +255,7 @@ export class ShareFileService implements NfsFileService, MountService {
   private closed = false;
   /** readdirPlusEncode's view of each open share root. */
   private readonly nativeShares = new WeakMap<ShareRoot, NativeShareInfo>();
+  private readonly nativeContexts = new WeakMap<ShareRoot, NativeShareContext>();
 
   constructor(options: ShareFileServiceOptions) {
     this.native = options.native;
@@ -622,6 +628,20 @@ export class ShareFileService implements NfsFileService, MountService {
     }), 'getattr');
   }
 
+  getattrInPlace(caller: Caller, fh: Buffer, target: ReadTarget): Promise<{ status: Nfs3Status }> {
+    return this.with(caller, fh, statusOnly, (ctx) =>
+      // Pinned while the pool thread may write into it (a pooled buffer), even past a JUKEBOX.
+      largeBuffers
+        .whilePinned(target.buffer, () => this.native.getattrEncode(ctx.object.fd, target.buffer, target.offset, this.shareContext(ctx.share)))
+        .then((code) => {
+          if (code === 0) return STATUS_OK;
+          if (code !== this.native.inPlaceCodes.unlinked) return statusOnly(errnoToNfs3(code));
+          // as getattr(): unlinked on the host while we held it open
+          if (!ctx.object.isRoot) this.objects.forget(fh.toString('latin1'));
+          return statusOnly(Nfs3Status.NFS3ERR_STALE);
+        }), 'getattr');
+  }
+
   setattr(caller: Caller, fh: Buffer, attributes: Sattr3, guard: NfsTime | null): Promise<WccResult> {
     return this.with(caller, fh, (status) => ({ status, wcc: NO_WCC }), async (ctx) => {
       if (this.readOnly(ctx)) return { status: Nfs3Status.NFS3ERR_ROFS, wcc: NO_WCC };
@@ -640,6 +660,28 @@ export class ShareFileService implements NfsFileService, MountService {
     const bad = checkName(name, true);
     return this.with<LookupResult>(caller, dirFh, (status) => ({ status, objAttr: null, dirAttr: null }), (ctx) =>
       bad === undefined ? this.lookupIn(ctx, name) : this.attrOf(ctx).then((dirAttr) => ({ status: bad, objAttr: null, dirAttr })), 'lookup');
+  }
+
+  lookupInPlace(caller: Caller, dirFh: Buffer, name: Buffer, target: ReadTarget): Promise<LookupInPlaceResult> | null {
+    // ".." has the share-root rule (lookupIn); a bad name is answered by lookup()
+    if (checkName(name, true) !== undefined || (name.length === 2 && isDotName(name))) return null;
+    return this.with<LookupInPlaceResult>(caller, dirFh, (status) => ({ status, bytes: 0 }), (ctx) =>
+      largeBuffers
+        .whilePinned(target.buffer, () =>
+          this.native.lookupEncode(ctx.creds, ctx.object.fd, name, target.buffer, target.offset, this.shareContext(ctx.share)),
+        )
+        .then((code) => {
+          if (code > 0) return { status: Nfs3Status.NFS3_OK, bytes: code };
+          // LOOKUP3resfail: the directory's post_op_attr is written, present or not
+          const bytes = target.buffer.readUInt32BE(target.offset) === 1 ? POST_OP_ATTR_SIZE_PRESENT : 4;
+          const codes = this.native.inPlaceCodes;
+          const status =
+            code === codes.notDir ? Nfs3Status.NFS3ERR_NOTDIR
+            : code === codes.otherMount ? Nfs3Status.NFS3ERR_ACCES // another filesystem mounted inside the share
+            : code === codes.noHandle ? Nfs3Status.NFS3ERR_SERVERFAULT
+            : errnoToNfs3(-code);
+          return { status, bytes };
+        }), 'lookup');
   }
 
   /** LOOKUP within a resolved directory, with the share-root rule for `..`. */
@@ -1051,6 +1093,16 @@ export class ShareFileService implements NfsFileService, MountService {
         eof: result.eof,
       };
     }, 'readdirplus');
+  }
+
+  /** nativeShare(share) parsed once by the addon, for getattrEncode and lookupEncode. */
+  private shareContext(share: ShareRoot): NativeShareContext {
+    let context = this.nativeContexts.get(share);
+    if (!context) {
+      context = this.native.shareContext(this.nativeShare(share));
+      this.nativeContexts.set(share, context);
+    }
+    return context;
   }
 
   /** What readdirPlusEncode needs of a share (made once per open root; holds the secret, never logged). */

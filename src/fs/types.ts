@@ -210,12 +210,34 @@ export interface ReadTarget {
   offset: number;
 }
 
+/** LOOKUP encoded in place: its status, and the bytes the layer wrote after the status word. */
+export interface LookupInPlaceResult {
+  status: Nfs3Status;
+  /**
+   * NFS3_OK: the handle, obj_attributes and dir_attributes. Otherwise LOOKUP3resfail's
+   * dir_attributes, or 0 when the layer wrote nothing (the program writes them absent).
+   */
+  bytes: number;
+}
+
 /** The NFSv3 procedures' semantics (RFC 1813 section 3.3), one method each. */
 export interface NfsFileService {
   getattr(caller: Caller, fh: Buffer): Promise<AttrResult>;
+  /**
+   * GETATTR with the fattr3 written by the layer at target (FATTR3_SIZE bytes of room), there for
+   * NFS3_OK only: the same reply as getattr's, byte for byte. Optional: the program falls back to
+   * getattr without it.
+   */
+  getattrInPlace?(caller: Caller, fh: Buffer, target: ReadTarget): Promise<{ status: Nfs3Status }>;
   /** guard: sattrguard3, the object's ctime the client expects, or null for no check. */
   setattr(caller: Caller, fh: Buffer, attributes: Sattr3, guard: NfsTime | null): Promise<WccResult>;
   lookup(caller: Caller, dirFh: Buffer, name: Buffer): Promise<LookupResult>;
+  /**
+   * LOOKUP encoded by the layer at target (LOOKUP3RES_BODY_MAX bytes of room, the program's header
+   * never inside it): the same reply as lookup's, byte for byte. null for a name it leaves to
+   * lookup() (".." and invalid names). Optional.
+   */
+  lookupInPlace?(caller: Caller, dirFh: Buffer, name: Buffer, target: ReadTarget): Promise<LookupInPlaceResult> | null;
   access(caller: Caller, fh: Buffer, requested: number): Promise<AccessResult>;
   readlink(caller: Caller, fh: Buffer): Promise<ReadlinkResult>;
   read(caller: Caller, fh: Buffer, offset: bigint, count: number, target: ReadTarget): Promise<ReadResult>;

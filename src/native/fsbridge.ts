@@ -162,6 +162,25 @@ export interface NativeShareInfo {
   fsid: bigint;
 }
 
+/** A share's NativeShareInfo parsed once by the addon (shareContext): opaque to JS. */
+export type NativeShareContext = { readonly __nativeShareContext: never };
+
+/** The numbers getattrEncode and lookupEncode answer with, and the room they need (inplace.cc). */
+export interface InPlaceCodes {
+  /** getattrEncode: nlink 0 and not a directory (NFS3ERR_STALE). */
+  unlinked: number;
+  /** lookupEncode: the directory is not one (NFS3ERR_NOTDIR). */
+  notDir: number;
+  /** lookupEncode: the name is on another mount (NFS3ERR_ACCES). */
+  otherMount: number;
+  /** lookupEncode: no handle that fits an NFS handle (NFS3ERR_SERVERFAULT). */
+  noHandle: number;
+  /** Room getattrEncode writes into: one fattr3. */
+  getattrBytes: number;
+  /** Room lookupEncode may write into: the longest handle and two post_op_attr with attributes. */
+  lookupBytes: number;
+}
+
 export interface ReaddirPlusEncodeResult {
   err: number;
   /** Not even one entry, or the reply's frame, fits in maxcount: the reply is NFS3ERR_TOOSMALL. */
@@ -325,6 +344,22 @@ export interface FsBridge {
     length: number,
     share: NativeShareInfo,
   ): Promise<ReaddirPlusEncodeResult>;
+  /** The share parsed once for getattrEncode and lookupEncode (its HMAC key prepared). Holds the secret. */
+  shareContext(share: NativeShareInfo): NativeShareContext;
+  /**
+   * GETATTR in place: fstat of the object; on success its fattr3 (inPlaceCodes.getattrBytes) is
+   * written at buffer[offset..] and 0 returned; otherwise an errno, or inPlaceCodes.unlinked.
+   */
+  getattrEncode(pathFd: number, buffer: Buffer, offset: number, share: NativeShareContext): Promise<number>;
+  /**
+   * LOOKUP in place, as lookup() with the directory's stat. Writes at buffer[offset..] (room:
+   * inPlaceCodes.lookupBytes) what follows LOOKUP3res's status: > 0, NFS3_OK and that many bytes
+   * (handle, obj_attributes, dir_attributes); <= 0, LOOKUP3resfail's dir_attributes (4 or 88 bytes,
+   * as its first word says) and -errno or one of inPlaceCodes' lookup codes. No "." or "..": the
+   * share-root rule for ".." is the service's.
+   */
+  lookupEncode(creds: Uint32Array | null, dirFd: number, name: Buffer, buffer: Buffer, offset: number, share: NativeShareContext): Promise<number>;
+  readonly inPlaceCodes: InPlaceCodes;
   /** Tests: the NFS handle readdirPlusEncode makes (HandleCodec.encode's), null when the kernel handle is too long. */
   encodeNfsHandle(secret: Buffer, shareKey: Buffer, type: number, bytes: Buffer): Buffer | null;
   /** Tests: the fattr3 readdirPlusEncode writes for a stat (encodeFattr3(toFattr3(stat, fsid))'s). */

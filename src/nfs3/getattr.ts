@@ -7,7 +7,7 @@ import type { XdrReader, XdrWriter } from '../rpc/xdr.js';
 import type { AttrResult, NfsFileService } from '../fs/types.js';
 import { Nfs3Status } from './types.js';
 import { callerOf } from './caller.js';
-import { decodeNfsFh, encodeFattr3 } from './xdr.js';
+import { FATTR3_SIZE, decodeNfsFh, encodeFattr3 } from './xdr.js';
 
 export interface Getattr3Args {
   object: Buffer;
@@ -27,6 +27,17 @@ export function encodeGetattr3Res(w: XdrWriter, res: AttrResult): void {
 export function getattr(fs: NfsFileService): ProcedureHandler {
   return async (call, reply) => {
     const args = decodeGetattr3Args(call.args);
-    encodeGetattr3Res(reply, await fs.getattr(callerOf(call), args.object));
+    if (!fs.getattrInPlace) {
+      encodeGetattr3Res(reply, await fs.getattr(callerOf(call), args.object));
+      return;
+    }
+    // The layer writes the fattr3 after the status word, which is ours: a failure answered while
+    // its worker still runs (JUKEBOX at a backend's deadline) ends before anything it writes.
+    const start = reply.ensure(4 + FATTR3_SIZE);
+    const buffer = reply.buffer;
+    const { status } = await fs.getattrInPlace(callerOf(call), args.object, { buffer, offset: start + 4 });
+    if (reply.buffer !== buffer || reply.offset !== start) throw new Error('GETATTR: reply buffer changed while encoding in place');
+    buffer.writeUInt32BE(status, start);
+    reply.offset = start + 4 + (status === Nfs3Status.NFS3_OK ? FATTR3_SIZE : 0);
   };
 }
