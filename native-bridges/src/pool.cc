@@ -12,7 +12,9 @@ namespace manila {
 
 namespace {
 
-constexpr unsigned kDefaultThreads = 64;
+// Started on demand: an idle daemon has a few. Above the 32 slots (max_inflight) of up to three
+// backends hung at once, so the rest are still served.
+constexpr unsigned kDefaultThreads = 128;
 constexpr unsigned kMaxThreads = 1024;
 
 unsigned ThreadBound() {

@@ -186,7 +186,7 @@ t.test('backends: every type with its fields, defaults filled in', async (t) => 
   t.equal(config.runtimeDir, '/run/mg');
   const [local, kernel, fuse, gluster, gpfs, nfs] = config.backends;
   t.match(local, { type: 'local', path: '/etc/mg/shares', maxInflight: 4, opTimeoutMs: 500, healthIntervalMs: 500, healthTimeoutMs: 5000, unmountGraceMs: 300000 });
-  t.match(kernel, { type: 'cephfs', client: 'kernel', secretFile: '/etc/mg/manila.secret', root: '/volumes/a/', fsName: 'cephfs', maxInflight: 8, opTimeoutMs: 10000 });
+  t.match(kernel, { type: 'cephfs', client: 'kernel', secretFile: '/etc/mg/manila.secret', root: '/volumes/a/', fsName: 'cephfs', maxInflight: 32, opTimeoutMs: 10000 });
   t.match(fuse, { type: 'cephfs', client: 'fuse', monitors: [], keyringFile: '/etc/ceph/k', root: '/' });
   t.match(gluster, { type: 'glusterfs', servers: ['gl1.example', 'gl2.example'], volume: 'vol0' });
   t.match(gpfs, { type: 'gpfs', device: 'gpfs0', mountpoint: '/gpfs/fs0', mmmount: true, binDir: '/usr/lpp/mmfs/bin' });
