@@ -14,6 +14,7 @@ import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import type { RpcDispatcher } from './dispatch.js';
 import { RecordError, RecordReader } from './record.js';
+import { sharedScratch, type SocketReads } from './socket-reads.js';
 import { LARGE_BUFFER_MIN, largeBuffers } from './buffers.js';
 import { closePipe, pipeClosed } from './pipes.js';
 import { peerIdentity, replyTails, type ConnectionInfo, type Peer, type ReplyTail } from './types.js';
@@ -46,6 +47,11 @@ export interface RpcConnectionOptions {
   maxQueuedReplyBytes?: number;
   /** Sends replies that end in a pipe (ReplyTail); without it no reply may have one (spliceFd is absent). */
   splicer?: ReplySplicer;
+  /**
+   * The socket was made with this `onread` (socket-reads.ts): its bytes come through it rather than
+   * 'data' events, and large records are read straight into their own buffers.
+   */
+  reads?: SocketReads;
 }
 
 /** The native half of a spliced reply (native-bridges/src/splice.cc, FsBridge.sendSpliced). */
@@ -121,7 +127,15 @@ export class RpcConnection extends EventEmitter implements ConnectionInfo {
     if (options.maxFragments !== undefined) readerOptions.maxFragments = options.maxFragments;
     this.reader = new RecordReader((record) => this.onRecord(record), readerOptions);
 
-    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    if (options.reads) {
+      const scratch = sharedScratch();
+      options.reads.attach({
+        nextBuffer: () => (this.closedReason === null ? this.reader.readTarget(scratch) : scratch),
+        onRead: (bytes, buffer) => (buffer.buffer === scratch.buffer ? this.onData(buffer.subarray(0, bytes), true) : this.onData(null, false, bytes)),
+      });
+    } else {
+      socket.on('data', (chunk: Buffer) => this.onData(chunk, false));
+    }
     socket.on('drain', () => this.onDrain());
     socket.on('end', () => this.onEnd());
     socket.on('error', (err: NodeJS.ErrnoException) => this.onError(err));
@@ -185,11 +199,17 @@ export class RpcConnection extends EventEmitter implements ConnectionInfo {
     else this.socket.end(() => this.close('drained'));
   }
 
-  private onData(chunk: Buffer): void {
+  /**
+   * Bytes from the socket: `chunk`, ours to keep, or in the shared scratch (`reused`: read into again
+   * once this returns); or, chunk null, `direct` bytes read straight into the record's buffer.
+   */
+  private onData(chunk: Buffer | null, reused: boolean, direct = 0): void {
     if (this.closedReason !== null) return;
     this.lastActivity = performance.now();
     try {
-      this.reader.push(chunk);
+      if (chunk === null) this.reader.filledDirect(direct);
+      else if (reused) this.reader.pushReused(chunk);
+      else this.reader.push(chunk);
     } catch (err) {
       if (err instanceof RecordError) {
         this.logger.warn({ code: err.code, limit: this.reader.maxRecordSize }, 'closing RPC connection: %s', err.message);

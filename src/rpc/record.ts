@@ -8,6 +8,9 @@
 //
 // Copies: a record whose bytes arrived in one chunk is handed out as a subarray of that chunk;
 // one spread over several chunks or fragments is gathered as views and concatenated once.
+// A socket that reads into buffers of our choosing (socket-reads.ts) does better for large records:
+// readTarget() points its next read straight at the rest of the record's own buffer, so a 1 MiB
+// WRITE is copied once, by the kernel, instead of into 64 KiB chunks and then gathered.
 
 import { LARGE_BUFFER_MIN, largeBuffers } from './buffers.js';
 
@@ -19,6 +22,9 @@ export const LAST_FRAGMENT = 0x8000_0000;
 
 /** Largest fragment length a record mark can carry (31 bits). */
 export const MAX_FRAGMENT_LENGTH = 0x7fff_ffff;
+
+/** The rest of a record from which a socket reads it straight into its own buffer (readTarget). */
+export const DIRECT_READ_MIN = 64 * 1024;
 
 /** A 1 MiB READ/WRITE payload plus generous room for the RPC and NFS headers around it. */
 export const DEFAULT_MAX_RECORD_SIZE = 1024 * 1024 + 64 * 1024;
@@ -82,6 +88,9 @@ export class RecordReader {
   private announced = 0;
   private fragments = 0;
   private failure: RecordError | null = null;
+  /** The record being read straight into (readTarget), and how much of it is filled. */
+  private direct: Buffer | null = null;
+  private directFill = 0;
 
   constructor(
     private readonly onRecord: (record: Buffer) => void,
@@ -96,8 +105,50 @@ export class RecordReader {
     return this.recordLength + this.headerFill;
   }
 
+  /**
+   * Where a socket's next read should go: straight into the record being received when the rest of
+   * its last fragment is at least DIRECT_READ_MIN bytes (exactly that rest: the next record's bytes
+   * never land in it), else `scratch`. Bytes read into the former are reported with filledDirect(),
+   * into the latter with pushReused().
+   */
+  readTarget(scratch: Buffer): Buffer {
+    if (this.direct === null) {
+      if (this.failure !== null || this.state !== FRAGMENT_BODY || !this.lastFragment || this.fragmentRemaining < DIRECT_READ_MIN) return scratch;
+      const total = this.recordLength + this.fragmentRemaining;
+      const direct = largeBuffers.take(total) ?? Buffer.allocUnsafe(total);
+      let at = 0;
+      for (const piece of this.pieces) {
+        direct.set(piece, at);
+        at += piece.length;
+      }
+      this.pieces = [];
+      this.direct = direct;
+      this.directFill = at;
+    }
+    return this.direct.subarray(this.directFill, this.directFill + this.fragmentRemaining);
+  }
+
+  /** `bytes` more bytes of the record arrived in the buffer readTarget() returned. */
+  filledDirect(bytes: number): void {
+    if (this.direct === null || bytes > this.fragmentRemaining) throw new RangeError('filledDirect: no read target for these bytes');
+    this.directFill += bytes;
+    this.recordLength += bytes;
+    this.fragmentRemaining -= bytes;
+    if (this.fragmentRemaining === 0) this.endFragment();
+  }
+
+  /** push() of a chunk whose memory is reused once this returns: what is kept of it is copied. */
+  pushReused(chunk: Buffer): void {
+    this.feed(chunk, true);
+  }
+
   push(chunk: Buffer): void {
+    this.feed(chunk, false);
+  }
+
+  private feed(chunk: Buffer, reused: boolean): void {
     if (this.failure !== null) throw this.failure;
+    if (this.direct !== null) throw new RangeError('push: the record is being read into its own buffer (filledDirect)');
     const length = chunk.length;
     let at = 0;
     while (at < length) {
@@ -118,8 +169,10 @@ export class RecordReader {
         this.startFragment(mark);
       } else {
         const take = Math.min(this.fragmentRemaining, length - at);
-        // A whole chunk is kept as is; otherwise a view on the part that belongs to this fragment.
-        this.pieces.push(take === length ? chunk : chunk.subarray(at, at + take));
+        // A whole chunk is kept as is; otherwise a view on the part that belongs to this fragment
+        // (a copy, when the chunk's memory is about to be read into again).
+        const piece = take === length ? chunk : chunk.subarray(at, at + take);
+        this.pieces.push(reused ? Buffer.from(piece) : piece);
         this.recordLength += take;
         this.fragmentRemaining -= take;
         at += take;
@@ -155,10 +208,17 @@ export class RecordReader {
     if (!this.lastFragment) return;
     const pieces = this.pieces;
     const total = this.recordLength;
+    const direct = this.direct;
     this.pieces = [];
     this.recordLength = 0;
     this.announced = 0;
     this.fragments = 0;
+    this.direct = null;
+    this.directFill = 0;
+    if (direct !== null) {
+      this.onRecord(direct.subarray(0, total));
+      return;
+    }
     if (total === 0) return; // empty record: dropped (see the class comment)
     this.onRecord(pieces.length === 1 ? pieces[0]! : gather(pieces, total));
   }
@@ -167,6 +227,7 @@ export class RecordReader {
     this.failure = new RecordError(code, message);
     this.pieces = [];
     this.recordLength = 0;
+    this.direct = null;
     throw this.failure;
   }
 }

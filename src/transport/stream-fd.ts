@@ -17,6 +17,7 @@
 import { closeSync } from 'node:fs';
 import net from 'node:net';
 import { errnoError } from '../native/sockets.js';
+import type { SocketReads } from '../rpc/socket-reads.js';
 
 interface PipeHandle {
   /** uv_pipe_open(fd): 0 or a negative errno. */
@@ -63,9 +64,10 @@ export function checkStreamFdSupport(): void {
  * asked for, as the TCP listener does) on the connected stream socket `fd`, which it takes over:
  * the socket closes it when destroyed, and it is closed before any throw here (except EEXIST: an
  * fd libuv already watches, which is not the caller's to give). The fd is made
- * non-blocking. remoteAddress/remotePort are undefined: the transport knows the peer.
+ * non-blocking. remoteAddress/remotePort are undefined: the transport knows the peer. `reads`: the
+ * socket reads through it (RpcConnectionOptions.reads).
  */
-export function socketFromFd(fd: number): net.Socket {
+export function socketFromFd(fd: number, reads?: SocketReads): net.Socket {
   let handle: PipeHandle;
   try {
     const { Pipe, constants } = binding();
@@ -81,7 +83,7 @@ export function socketFromFd(fd: number): net.Socket {
     if (err !== UV_EEXIST) closeQuietly(fd);
     throw errnoError(-err, 'uv_pipe_open', `stream-fd: cannot adopt fd ${fd}`);
   }
-  return new net.Socket({ handle, readable: true, writable: true, allowHalfOpen: true } as net.SocketConstructorOpts);
+  return new net.Socket({ handle, readable: true, writable: true, allowHalfOpen: true, ...(reads ? { onread: reads.onread } : {}) } as net.SocketConstructorOpts);
 }
 
 function closeQuietly(fd: number): void {

@@ -6,6 +6,7 @@ import type { Logger } from 'pino';
 import type { RpcConnection, RpcConnectionOptions } from '../rpc/connection.js';
 import { RpcDispatcher } from '../rpc/dispatch.js';
 import { RpcServer } from '../rpc/server.js';
+import { SocketReads } from '../rpc/socket-reads.js';
 import type { Peer } from '../rpc/types.js';
 
 export interface TcpListenerOptions extends Omit<RpcConnectionOptions, 'localPort'> {
@@ -48,6 +49,7 @@ export class TcpListener {
         const address = this.netServer.address() as net.AddressInfo;
         this.boundPort = address.port;
         this.boundHost = address.address;
+        this.takeOverAccept();
         this.logger.debug({ host: this.boundHost, port: this.boundPort }, 'listening for RPC on TCP');
         resolve(this.boundPort);
       });
@@ -99,7 +101,38 @@ export class TcpListener {
     });
   }
 
-  private onSocket(socket: net.Socket): void {
+  /**
+   * Accepted sockets are made here rather than by net.Server, so that they read through SocketReads
+   * (src/rpc/socket-reads.ts): Node takes `onread` only in the Socket constructor, and net.Server
+   * makes its sockets without one. This replaces the onconnection hook net.Server puts on its
+   * listening handle, which is Node's own, not public API: where it is missing (another Node),
+   * net.Server goes on making the sockets and reads come as 'data' events, as before.
+   */
+  private takeOverAccept(): void {
+    const handle = (this.netServer as unknown as { _handle?: { onconnection?: unknown } | null })._handle;
+    if (!handle || typeof handle.onconnection !== 'function') {
+      this.logger.debug('TCP: no onconnection hook on the listening handle; sockets read through data events');
+      return;
+    }
+    handle.onconnection = (status: number, clientHandle?: { close?: () => void }): void => {
+      if (status !== 0 || !clientHandle) {
+        this.logger.warn({ errno: status }, 'TCP accept failed');
+        return;
+      }
+      const reads = new SocketReads();
+      let socket: net.Socket;
+      try {
+        socket = new net.Socket({ handle: clientHandle, allowHalfOpen: true, readable: true, writable: true, onread: reads.onread } as net.SocketConstructorOpts);
+      } catch (err) {
+        clientHandle.close?.();
+        this.logger.error({ err }, 'TCP: could not serve an accepted connection');
+        return;
+      }
+      this.onSocket(socket, reads);
+    };
+  }
+
+  private onSocket(socket: net.Socket, reads?: SocketReads): void {
     const address = socket.remoteAddress;
     const port = socket.remotePort;
     if (address === undefined || port === undefined) {
@@ -110,7 +143,7 @@ export class TcpListener {
     socket.setNoDelay(true);
     if (this.keepAliveMs > 0) socket.setKeepAlive(true, this.keepAliveMs);
     const peer: Peer = { transport: 'tcp', address, port };
-    const connection = this.rpc.accept(socket, peer, { ...this.connectionOptions, localPort: this.boundPort });
+    const connection = this.rpc.accept(socket, peer, { ...this.connectionOptions, localPort: this.boundPort, ...(reads ? { reads } : {}) });
     if (connection.closed) return;
     this.live.add(connection);
     connection.once('close', () => this.live.delete(connection));

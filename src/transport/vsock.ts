@@ -14,6 +14,7 @@ import { RpcServer } from '../rpc/server.js';
 import type { Peer } from '../rpc/types.js';
 import { errnoError, socketsBridge, VMADDR_CID_ANY, VMADDR_PORT_ANY, type Acceptor } from '../native/sockets.js';
 import { socketFromFd } from './stream-fd.js';
+import { SocketReads } from '../rpc/socket-reads.js';
 
 export type VsockListenerOptions = Omit<RpcConnectionOptions, 'localPort'>;
 
@@ -144,8 +145,9 @@ export class FdListener {
         this.logger.warn({ peerCid, peerPort }, `${this.transportName}: connection without a peer identity refused`);
         return;
       }
-      socket = socketFromFd(fd);
-      const connection = this.rpc.accept(socket, peer, { ...this.connectionOptions, localPort: this.boundPort });
+      const reads = new SocketReads();
+      socket = socketFromFd(fd, reads);
+      const connection = this.rpc.accept(socket, peer, { ...this.connectionOptions, localPort: this.boundPort, reads });
       if (connection.closed) return;
       this.live.set(connection, socket);
       connection.once('close', () => this.live.delete(connection));

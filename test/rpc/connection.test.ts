@@ -11,6 +11,7 @@ import { LARGE_BUFFER_SIZE, largeBuffers } from '../../src/rpc/buffers.js';
 import { TcpListener } from '../../src/transport/tcp.js';
 import type { ProcedureHandler, RpcProgram } from '../../src/rpc/types.js';
 import { call, parseReply, record, u32 } from '../helpers/rpc-bytes.js';
+import { RecordReader } from '../../src/rpc/record.js';
 
 const PROG = 400200;
 
@@ -60,6 +61,13 @@ async function start(t: { teardown(fn: () => unknown): void }, options: Omit<Rpc
       await gate;
       stats.running--;
       reply.uint32(value);
+    },
+    // the sum of the argument bytes after a length word (a big call's payload, checked whole)
+    4: (c, reply) => {
+      const data = c.args.opaque(1 << 21);
+      let sum = 0;
+      for (let i = 0; i < data.length; i++) sum = (sum + data[i]! * ((i % 251) + 1)) >>> 0;
+      reply.uint32(sum);
     },
     // a big reply of the asked size
     3: (c, reply) => {
@@ -435,4 +443,46 @@ t.test('drain: calls already received are answered, no new ones are read, then t
   const replies = await c.waitFor(2).catch(() => c.replies);
   t.same(replies.map((r) => parseReply(r).xid).sort(), [1, 2], 'both calls in flight were answered');
   t.equal(connection!.closeReason, 'drained');
+});
+
+t.test('large calls are read straight into their records, small ones around them intact (TCP reads through onread)', async (t) => {
+  const h = await start(t, { maxRecordSize: 2 << 20 });
+  const weigh = (data: Buffer): number => {
+    let sum = 0;
+    for (let i = 0; i < data.length; i++) sum = (sum + data[i]! * ((i % 251) + 1)) >>> 0;
+    return sum;
+  };
+  const direct = { calls: 0, bytes: 0 };
+  const original = RecordReader.prototype.filledDirect;
+  RecordReader.prototype.filledDirect = function (this: RecordReader, bytes: number) {
+    direct.calls++;
+    direct.bytes += bytes;
+    return original.call(this, bytes);
+  };
+  t.teardown(() => void (RecordReader.prototype.filledDirect = original));
+  const client = new Client(h.port);
+  await client.ready();
+  const expected: number[] = [];
+  const payloads = [1 << 20, 300_000, 70_000, 5, 1 << 20].map((size, i) => {
+    const data = Buffer.alloc(size);
+    for (let j = 0; j < size; j++) data[j] = (j * 31 + i) & 0xff;
+    return data;
+  });
+  for (const [i, data] of payloads.entries()) {
+    expected.push(weigh(data));
+    const pad = (4 - (data.length % 4)) % 4;
+    // a small call between the big ones, in the same write
+    client.send(Buffer.concat([
+      record(call({ xid: 100 + i, prog: PROG, vers: 1, proc: 4, args: Buffer.concat([u32(data.length), data, Buffer.alloc(pad)]) })),
+      slowCall(200 + i, 0, i),
+    ]));
+  }
+  const replies = await client.waitFor(payloads.length * 2, 20_000);
+  const byXid = new Map(replies.map((r) => { const v = replyValue(r); return [v.xid, v.value]; }));
+  for (const [i] of payloads.entries()) {
+    t.equal(byXid.get(100 + i), expected[i], `big call ${i}: its payload arrived whole`);
+    t.equal(byXid.get(200 + i), i, `small call ${i} after it`);
+  }
+  t.ok(direct.calls > 0 && direct.bytes > 1 << 20, `read straight into records: ${direct.bytes} bytes in ${direct.calls} reads`);
+  client.destroy();
 });

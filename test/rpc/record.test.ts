@@ -1,6 +1,7 @@
 import t from 'tap';
 import {
   DEFAULT_MAX_RECORD_SIZE,
+  DIRECT_READ_MIN,
   RecordError,
   RecordReader,
   setRecordMark,
@@ -103,4 +104,66 @@ t.test('setRecordMark', async (t) => {
   t.equal(setRecordMark(reply), reply);
   t.same(reply.subarray(0, 4), u32(0x80000008));
   t.throws(() => setRecordMark(Buffer.alloc(3)), RangeError);
+});
+
+/**
+ * Plays a socket that reads into what readTarget() says (socket-reads.ts): `stream` arrives in
+ * reads of at most `readSize` bytes; scratch reads go through pushReused, and the scratch is
+ * scribbled over after each, as the next connection's read would.
+ */
+function readThrough(reader: RecordReader, stream: Buffer, readSize: number): { direct: number } {
+  const scratch = Buffer.alloc(readSize);
+  let direct = 0;
+  for (let at = 0; at < stream.length; ) {
+    const target = reader.readTarget(scratch);
+    const bytes = stream.copy(target, 0, at, at + Math.min(readSize, target.length));
+    at += bytes;
+    if (target === scratch) {
+      reader.pushReused(scratch.subarray(0, bytes));
+      scratch.fill(0xee);
+    } else {
+      reader.filledDirect(bytes);
+      direct += bytes;
+    }
+  }
+  return { direct };
+}
+
+t.test('reads into buffers of our choosing: large records land in their own buffer, the rest is copied out', async (t) => {
+  const large = Buffer.alloc(DIRECT_READ_MIN * 3 + 123);
+  for (let i = 0; i < large.length; i++) large[i] = (i * 7) & 0xff;
+  const small = Buffer.from('a small call after it');
+  const lastLarge = Buffer.alloc(DIRECT_READ_MIN + 5, 0x5a);
+  const stream = Buffer.concat([record(bodyA), record(large), record(small), fragmented(bodyB, [5, 17]), record(lastLarge), record(bodyC)]);
+  for (const readSize of [1, 3, 4096, 65536, 200_000]) {
+    const seen: Buffer[] = [];
+    const reader = new RecordReader((r) => seen.push(r));
+    const { direct } = readThrough(reader, stream, readSize);
+    t.same(seen.map((r) => Buffer.from(r)), [bodyA, large, small, bodyB, lastLarge, bodyC], `reads of ${readSize}: every record intact`);
+    t.ok(direct >= large.length - Math.max(readSize, DIRECT_READ_MIN) - 8, `reads of ${readSize}: ${direct} bytes read straight into records`);
+    t.equal(reader.bufferedBytes, 0);
+    // records handed out earlier survive the scratch being written over since
+    t.same(Buffer.from(seen[0]!), bodyA, 'kept records are not views of the scratch');
+  }
+});
+
+t.test('a large record split in fragments is read straight in only for its last fragment', async (t) => {
+  const body = Buffer.alloc(DIRECT_READ_MIN * 3);
+  for (let i = 0; i < body.length; i++) body[i] = i & 0xff;
+  const seen: Buffer[] = [];
+  const reader = new RecordReader((r) => seen.push(Buffer.from(r)));
+  const { direct } = readThrough(reader, fragmented(body, [DIRECT_READ_MIN + 1]), 4096);
+  t.same(seen, [body]);
+  t.ok(direct > DIRECT_READ_MIN && direct < DIRECT_READ_MIN * 2, `only the last fragment's rest (${direct} bytes)`);
+});
+
+t.test('push is refused while a record is read into its own buffer; filledDirect without a target too', async (t) => {
+  const reader = new RecordReader(() => undefined);
+  t.throws(() => reader.filledDirect(1), RangeError);
+  const head = record(Buffer.alloc(DIRECT_READ_MIN * 2)).subarray(0, 100);
+  reader.pushReused(head);
+  const target = reader.readTarget(Buffer.alloc(10));
+  t.equal(target.length, DIRECT_READ_MIN * 2 - 96, 'exactly the rest of the record');
+  t.throws(() => reader.push(Buffer.alloc(1)), RangeError);
+  t.throws(() => reader.filledDirect(target.length + 1), RangeError, 'no more than the rest');
 });
