@@ -8,6 +8,7 @@
 #include <cstdint>
 
 #include "common.h"
+#include "encode.h"
 
 namespace manila {
 
@@ -60,10 +61,28 @@ struct ReadOp {
   size_t count = 0;
   bool eof = false;
   OptStat after;
+  // readEncode: the post_op_attr's fattr3 goes here (the reply's header), and Build gives a number.
+  uint8_t* attrOut = nullptr;
+  ShareRef share;
+  bool attrWritten = false;
 
   void Run() {
-    struct stat st;
+    OptStat before;
+    Read(&before);
+    if (attrOut == nullptr) return;
+    // The attributes after the read; for a READ refused before it (EACCES, EISDIR), the object's
+    // as it was a moment ago, which is what a fresh fstat (the JS path's attrOf) would say.
+    const OptStat& attr = after.ok ? after : before;
+    if (attr.ok) {
+      PutFattr3(attrOut, attr.st, share->fsid);
+      attrWritten = true;
+    }
+  }
+
+  void Read(OptStat* before) {
+    struct stat& st = before->st;
     if ((err = StatFd(fd, &st)) != 0) return;
+    before->ok = true;
     if ((err = RequireRegular(st)) != 0) return;
     CredGuard guard(creds);
     if ((err = guard.err()) != 0) return;
@@ -91,6 +110,12 @@ struct ReadOp {
     }
   }
   Napi::Value Build(Napi::Env env) {
+    if (attrOut != nullptr) {
+      // One number, no object (FsBridge.readEncode): count*4 + eof*2 + attr, or -(1 + err*2 + attr).
+      const double attrBit = attrWritten ? 1 : 0;
+      if (err != 0) return Napi::Number::New(env, -(1 + static_cast<double>(err) * 2 + attrBit));
+      return Napi::Number::New(env, static_cast<double>(count) * 4 + (eof ? 2 : 0) + attrBit);
+    }
     Napi::Object o = Napi::Object::New(env);
     Put(o, "err", Napi::Number::New(env, err));
     Put(o, "count", Napi::Number::New(env, static_cast<double>(count)));
@@ -114,6 +139,31 @@ Napi::Value Read(const Napi::CallbackInfo& info) {
     return ThrowType(env, "offset + length is beyond the end of buffer");
   op.data = buffer.Data() + offset;
   op.length = length;
+  op.keep = Napi::Persistent(buffer.As<Napi::Object>());
+  return StartOp(env, std::move(op));
+}
+
+// readEncode(creds, pathFd, buffer, offset, length, position, attrOffset, share) -> Promise<number>:
+// read(), with the fattr3 of the post_op_attr written at buffer[attrOffset..+84] (see fsbridge.ts).
+Napi::Value ReadEncode(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  ReadOp op;
+  uint32_t offset, length, attrOffset;
+  if (!ArgCreds(info, 0, &op.creds) || !ArgFd(info, 1, "pathFd", &op.fd)) return env.Undefined();
+  if (info.Length() < 3 || !info[2].IsBuffer()) return ThrowType(env, "buffer must be a Buffer");
+  if (!ArgUint32(info, 3, "offset", &offset) || !ArgUint32(info, 4, "length", &length) ||
+      !ArgU64(info, 5, "position", &op.position) || !ArgUint32(info, 6, "attrOffset", &attrOffset) ||
+      !ArgShareContext(info, 7, &op.share))
+    return env.Undefined();
+  auto buffer = info[2].As<Napi::Buffer<char>>();
+  if (static_cast<uint64_t>(offset) + length > buffer.Length())
+    return ThrowType(env, "offset + length is beyond the end of buffer");
+  const uint64_t attrEnd = static_cast<uint64_t>(attrOffset) + kFattr3Size;
+  if (attrEnd > buffer.Length() || (attrOffset < static_cast<uint64_t>(offset) + length && attrEnd > offset))
+    return ThrowType(env, "attrOffset: no room for the attributes outside the data");
+  op.data = buffer.Data() + offset;
+  op.length = length;
+  op.attrOut = reinterpret_cast<uint8_t*>(buffer.Data()) + attrOffset;
   op.keep = Napi::Persistent(buffer.As<Napi::Object>());
   return StartOp(env, std::move(op));
 }
@@ -191,6 +241,7 @@ Napi::Value Write(const Napi::CallbackInfo& info) {
 
 void InitIo(Napi::Env env, Napi::Object exports) {
   Put(exports, "read", Napi::Function::New(env, Read, "read"));
+  Put(exports, "readEncode", Napi::Function::New(env, ReadEncode, "readEncode"));
   Put(exports, "write", Napi::Function::New(env, Write, "write"));
 }
 

@@ -8,7 +8,7 @@
 import { constants } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
-import type { CreateResult, FsBridge, KernelHandle, NativeShareContext, NativeShareInfo, NativeStat, ObjectResult, SetattrRequest } from '../native/fsbridge.js';
+import { decodeReadEncoded, type CreateResult, type FsBridge, type KernelHandle, type NativeShareContext, type NativeShareInfo, type NativeStat, type ObjectResult, type SetattrRequest } from '../native/fsbridge.js';
 import type { GrantTable } from '../grants/table.js';
 import type { Grant } from '../grants/types.js';
 import { AuthFlavor } from '../rpc/types.js';
@@ -48,6 +48,8 @@ import type {
   ReaddirResult,
   ReadlinkResult,
   ReadResult,
+  ReadInPlaceResult,
+  ReadInPlaceTarget,
   ReadTarget,
   SplicedReadResult,
   RenameResult,
@@ -762,6 +764,22 @@ export class ShareFileService implements NfsFileService, MountService {
       this.observeBytes(ctx.share.id, 'read', result.count);
       return { status: Nfs3Status.NFS3_OK, attr, count: result.count, eof: result.eof ?? false };
     }, 'read');
+  }
+
+  readInPlace(caller: Caller, fh: Buffer, offset: bigint, count: number, target: ReadInPlaceTarget): Promise<ReadInPlaceResult> {
+    const fail = (status: Nfs3Status): ReadInPlaceResult => ({ status, attr: false, count: 0, eof: false });
+    return this.with(caller, fh, fail, (ctx) =>
+      // Pinned while the pool thread may write into it, even past a JUKEBOX at the gate's timeout.
+      largeBuffers
+        .whilePinned(target.buffer, () =>
+          this.native.readEncode(ctx.creds, ctx.object.fd, target.buffer, target.offset, count, offset, target.attrOffset, this.shareContext(ctx.share)),
+        )
+        .then((encoded): ReadInPlaceResult => {
+          const read = decodeReadEncoded(encoded);
+          if (read.err !== 0) return { status: errnoToNfs3(read.err), attr: read.attr, count: 0, eof: false };
+          this.observeBytes(ctx.share.id, 'read', read.count);
+          return { status: Nfs3Status.NFS3_OK, attr: read.attr, count: read.count, eof: read.eof };
+        }), 'read');
   }
 
   readToPipe(caller: Caller, fh: Buffer, offset: bigint, count: number): Promise<SplicedReadResult> {

@@ -64,6 +64,21 @@ export interface ReadResult {
   eof: boolean;
 }
 
+/** READ in place: the data at ReadTarget.offset, the post_op_attr's fattr3 at attrOffset when `attr`. */
+export interface ReadInPlaceResult {
+  status: Nfs3Status;
+  /** The fattr3 was written at attrOffset (the attributes follow). */
+  attr: boolean;
+  /** Bytes read (NFS3_OK only). */
+  count: number;
+  eof: boolean;
+}
+
+/** Where READ in place puts its data and the fattr3 of its post_op_attr (FATTR3_SIZE bytes, outside the data). */
+export interface ReadInPlaceTarget extends ReadTarget {
+  attrOffset: number;
+}
+
 /** A READ whose data waits in a pipe (zero-copy): pipeFd (NFS3_OK only) belongs to the caller. */
 export interface SplicedReadResult extends ReadResult {
   pipeFd?: number;
@@ -241,6 +256,11 @@ export interface NfsFileService {
   access(caller: Caller, fh: Buffer, requested: number): Promise<AccessResult>;
   readlink(caller: Caller, fh: Buffer): Promise<ReadlinkResult>;
   read(caller: Caller, fh: Buffer, offset: bigint, count: number, target: ReadTarget): Promise<ReadResult>;
+  /**
+   * READ as read(), with the post_op_attr's fattr3 written by the layer too (at target.attrOffset):
+   * the same reply, byte for byte. Optional: the program falls back to read without it.
+   */
+  readInPlace?(caller: Caller, fh: Buffer, offset: bigint, count: number, target: ReadInPlaceTarget): Promise<ReadInPlaceResult>;
   /** READ into a pipe instead of a buffer (large READs on a socket that can take a splice); optional. */
   readToPipe?(caller: Caller, fh: Buffer, offset: bigint, count: number): Promise<SplicedReadResult>;
   write(caller: Caller, fh: Buffer, offset: bigint, stable: StableHow, data: Buffer): Promise<WriteResult>;

@@ -267,6 +267,22 @@ export interface FsBridge {
     position: bigint,
   ): Promise<IoResult>;
   /**
+   * READ in place: read() with the post_op_attr's fattr3 (the attributes after the read; for a READ
+   * refused before it, the object's as found) written at buffer[attrOffset..+84], outside the data.
+   * One number: >= 0, count * 4 + (eof ? 2 : 0) + (attributes written ? 1 : 0); < 0,
+   * -(1 + errno * 2 + (attributes written ? 1 : 0)). decodeReadEncoded() takes it apart.
+   */
+  readEncode(
+    creds: Uint32Array | null,
+    pathFd: number,
+    buffer: Buffer,
+    offset: number,
+    length: number,
+    position: bigint,
+    attrOffset: number,
+    share: NativeShareContext,
+  ): Promise<number>;
+  /**
    * READ without copying the data (splice.cc): as `read`, but the bytes are spliced from the file
    * into a new pipe sized to hold them all (page references, no copy); pipeFd is its read end when
    * err is 0, and belongs to the caller (sendSpliced closes it; otherwise close it). length <= 1 MiB.
@@ -377,6 +393,15 @@ export interface FsBridge {
   effectiveCaps(creds: Uint32Array | null): Promise<{ err: number; effective: bigint }>;
   /** Raise RLIMIT_NOFILE's soft limit to its hard limit; returns the new soft limit. */
   raiseFileLimit(): number;
+}
+
+/** readEncode's number: errno (0 on success), bytes read, eof, and whether the attributes were written. */
+export function decodeReadEncoded(n: number): { err: number; count: number; eof: boolean; attr: boolean } {
+  if (n < 0) {
+    const e = -n - 1;
+    return { err: Math.floor(e / 2), count: 0, eof: false, attr: e % 2 === 1 };
+  }
+  return { err: 0, count: Math.floor(n / 4), eof: (n & 2) !== 0, attr: (n & 1) !== 0 };
 }
 
 let loaded: FsBridge | undefined;

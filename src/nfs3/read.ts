@@ -11,7 +11,7 @@ import type { NfsFileService, ReadResult } from '../fs/types.js';
 import { Nfs3Status } from './types.js';
 import { callerOf } from './caller.js';
 import { pipeAvailable } from '../rpc/pipes.js';
-import { NFS3_MAX_DATA, POST_OP_ATTR_SIZE_PRESENT, decodeNfsFh, encodePostOpAttr } from './xdr.js';
+import { FATTR3_SIZE, NFS3_MAX_DATA, POST_OP_ATTR_SIZE_PRESENT, decodeNfsFh, encodePostOpAttr } from './xdr.js';
 
 export interface Read3Args {
   file: Buffer;
@@ -47,6 +47,10 @@ function encodeRead3ResOkHeader(w: XdrWriter, res: ReadResult): void {
 /** From this size on, a READ on a socket that takes splices sends its data from a pipe (no copy). */
 export const SPLICE_READ_MIN = 64 * 1024;
 
+function checkCount(read: number, count: number): void {
+  if (!Number.isInteger(read) || read < 0 || read > count) throw new Error(`READ: fs layer read ${read} bytes of ${count}`);
+}
+
 export function read(fs: NfsFileService): ProcedureHandler {
   return async (call, reply) => {
     const args = decodeRead3Args(call.args);
@@ -70,28 +74,44 @@ export function read(fs: NfsFileService): ProcedureHandler {
     const start = reply.ensure(READ_HEADER_MAX + count + 3);
     const buffer = reply.buffer;
     const dataAt = start + READ_HEADER_MAX;
-
-    const res = await fs.read(callerOf(call), args.file, args.offset, count, { buffer, offset: dataAt });
-
-    if (reply.buffer !== buffer || reply.offset !== start) {
-      throw new Error('READ: reply buffer changed while reading in place');
+    let headerEnd: number;
+    let readCount: number;
+    if (fs.readInPlace) {
+      // The layer writes the data and the fattr3 of the post_op_attr (after status and
+      // attributes_follow); a failure answered while its worker still runs (JUKEBOX) ends before both.
+      const res = await fs.readInPlace(callerOf(call), args.file, args.offset, count, { buffer, offset: dataAt, attrOffset: start + 8 });
+      if (reply.buffer !== buffer || reply.offset !== start) throw new Error('READ: reply buffer changed while reading in place');
+      buffer.writeUInt32BE(res.status, start);
+      buffer.writeUInt32BE(res.attr ? 1 : 0, start + 4);
+      reply.offset = start + 8 + (res.attr ? FATTR3_SIZE : 0);
+      if (res.status !== Nfs3Status.NFS3_OK) return;
+      checkCount(res.count, count);
+      reply.uint32(res.count);
+      reply.bool(res.eof);
+      reply.uint32(res.count);
+      headerEnd = reply.offset;
+      readCount = res.count;
+    } else {
+      const res = await fs.read(callerOf(call), args.file, args.offset, count, { buffer, offset: dataAt });
+      if (reply.buffer !== buffer || reply.offset !== start) {
+        throw new Error('READ: reply buffer changed while reading in place');
+      }
+      if (res.status !== Nfs3Status.NFS3_OK) {
+        encodeRead3ResFail(reply, res);
+        return;
+      }
+      checkCount(res.count, count);
+      // These writes stay within the room ensured above, so the buffer is not reallocated.
+      encodeRead3ResOkHeader(reply, res);
+      headerEnd = reply.offset;
+      readCount = res.count;
     }
-    if (res.status !== Nfs3Status.NFS3_OK) {
-      encodeRead3ResFail(reply, res);
-      return;
-    }
-    if (!Number.isInteger(res.count) || res.count < 0 || res.count > count) {
-      throw new Error(`READ: fs layer read ${res.count} bytes of ${count}`);
-    }
-    // These writes stay within the room ensured above, so the buffer is not reallocated.
-    encodeRead3ResOkHeader(reply, res);
-    const headerEnd = reply.offset;
     if (headerEnd !== dataAt) {
       // No attributes: the header is 84 bytes shorter than planned; slide the data down.
-      buffer.copyWithin(headerEnd, dataAt, dataAt + res.count);
+      buffer.copyWithin(headerEnd, dataAt, dataAt + readCount);
     }
-    const pad = xdrPad(res.count);
-    buffer.fill(0, headerEnd + res.count, headerEnd + res.count + pad);
-    reply.offset = headerEnd + res.count + pad;
+    const pad = xdrPad(readCount);
+    buffer.fill(0, headerEnd + readCount, headerEnd + readCount + pad);
+    reply.offset = headerEnd + readCount + pad;
   };
 }

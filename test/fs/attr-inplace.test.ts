@@ -1,6 +1,6 @@
-// GETATTR and LOOKUP encoded in place by the native side (ShareFileService.getattrInPlace and
-// lookupInPlace, the program's path when the layer has them) against the JavaScript path they
-// replace (getattr/lookup + encodeGetattr3Res/encodeLookup3Res): every reply byte-identical, for
+// GETATTR, LOOKUP and READ encoded in place by the native side (ShareFileService.getattrInPlace,
+// lookupInPlace and readInPlace, the program's path when the layer has them) against the JavaScript
+// path they replace (getattr/lookup/read and their encoders): every reply byte-identical, for
 // objects of every type, names of every padding, the errors (missing, not searchable, not a
 // directory, a mount point inside the share, unlinked on the host, forged and revoked handles), and
 // a failure answered at a backend's deadline while the worker still runs, which its late write must
@@ -22,6 +22,7 @@ import { AuthFlavor, type Peer } from '../../src/rpc/types.js';
 import { XdrWriter } from '../../src/rpc/xdr.js';
 import { getattr } from '../../src/nfs3/getattr.js';
 import { lookup } from '../../src/nfs3/lookup.js';
+import { read } from '../../src/nfs3/read.js';
 import { Nfs3Status } from '../../src/nfs3/types.js';
 import { Bytes, makeCall } from '../nfs3/fixtures/helpers.js';
 
@@ -73,8 +74,8 @@ function serviceWith(native: FsBridge, gate?: BackendGate): ShareFileService {
 }
 const service = serviceWith(fsBridge());
 /** The same service without the in-place methods: the program's JavaScript path. */
-const jsPath = { getattr: service.getattr.bind(service), lookup: service.lookup.bind(service) } as unknown as NfsFileService;
-t.ok(service.getattrInPlace && service.lookupInPlace, 'the service encodes in place');
+const jsPath = { getattr: service.getattr.bind(service), lookup: service.lookup.bind(service), read: service.read.bind(service) } as unknown as NfsFileService;
+t.ok(service.getattrInPlace && service.lookupInPlace && service.readInPlace, 'the service encodes in place');
 
 const caller = { peer: PEER, identity: 'tcp:10.0.0.5', flavor: AuthFlavor.AUTH_SYS, authSys: { stamp: 1, machineName: 'guest', uid: 1000, gid: 100, gids: [100, 10] } };
 
@@ -89,6 +90,13 @@ async function lookupReply(fs: NfsFileService, dirFh: Buffer, name: Buffer): Pro
   const reply = new XdrWriter(64);
   for (let i = 0; i < 7; i++) reply.uint32(0xdeadbeef);
   await lookup(fs)(makeCall(new Bytes().opaque(dirFh).opaque(name).get(), { peer: PEER, proc: 3 }), reply);
+  return Buffer.from(reply.result().subarray(28));
+}
+
+async function readReply(fs: NfsFileService, fh: Buffer, offset: bigint, count: number): Promise<Buffer> {
+  const reply = new XdrWriter(64);
+  for (let i = 0; i < 7; i++) reply.uint32(0xdeadbeef);
+  await read(fs)(makeCall(new Bytes().opaque(fh).u64(offset).u32(count).get(), { peer: PEER, proc: 6 }), reply);
   return Buffer.from(reply.result().subarray(28));
 }
 
@@ -177,6 +185,35 @@ t.test('GETATTR of a file unlinked on the host, and of forged and revoked handle
   }
 });
 
+t.test('READ: sizes, padding, eof, errors, the owner override: the same reply both ways', async (t) => {
+  writeFileSync(path.join(shareDir, 'r'), Buffer.from(Array.from({ length: 10_003 }, (_, i) => (i * 13) & 0xff)));
+  writeFileSync(path.join(shareDir, 'mine'), 'the owner may read it whatever its mode');
+  if (isRoot) execFileSync('chown', ['1000:100', path.join(shareDir, 'mine')]);
+  chmodSync(path.join(shareDir, 'mine'), 0o000);
+  writeFileSync(path.join(shareDir, 'secret'), 'not for uid 1000');
+  chmodSync(path.join(shareDir, 'secret'), 0o600);
+  const r = await fhOf(rootFh, 'r');
+  const cases: [string, Buffer, bigint, number, Nfs3Status][] = [
+    ['4 KiB', r, 0n, 4096, Nfs3Status.NFS3_OK],
+    ['1 byte (3 of padding)', r, 5n, 1, Nfs3Status.NFS3_OK],
+    ['2 bytes', r, 7n, 2, Nfs3Status.NFS3_OK],
+    ['3 bytes', r, 9n, 3, Nfs3Status.NFS3_OK],
+    ['to the end (eof)', r, 8000n, 4096, Nfs3Status.NFS3_OK],
+    ['past the end', r, 20_000n, 100, Nfs3Status.NFS3_OK],
+    ['nothing', r, 0n, 0, Nfs3Status.NFS3_OK],
+    ['a directory', await fhOf(rootFh, 'sub'), 0n, 100, Nfs3Status.NFS3ERR_ISDIR],
+    ['a FIFO', await fhOf(rootFh, 'fifo'), 0n, 100, Nfs3Status.NFS3ERR_INVAL],
+    ['a file the caller may not read', await fhOf(rootFh, 'secret'), 0n, 100, isRoot ? Nfs3Status.NFS3ERR_ACCES : Nfs3Status.NFS3_OK],
+    ...(isRoot ? [['its owner, mode 000', await fhOf(rootFh, 'mine'), 0n, 100, Nfs3Status.NFS3_OK] as [string, Buffer, bigint, number, Nfs3Status]] : []),
+  ];
+  for (const [what, fh, offset, count, expected] of cases) {
+    const inPlace = await readReply(service, fh, offset, count);
+    t.same(inPlace, await readReply(jsPath, fh, offset, count), what);
+    t.equal(inPlace.readUInt32BE(0), expected, `${what}: status`);
+    if (expected === Nfs3Status.NFS3_OK) t.equal(inPlace.readUInt32BE(4), 1, `${what}: with attributes`);
+  }
+});
+
 t.test('a JUKEBOX answered at the deadline is not written over by the late worker', async (t) => {
   const real = fsBridge();
   let release!: () => void;
@@ -194,6 +231,11 @@ t.test('a JUKEBOX answered at the deadline is not written over by the late worke
       late++;
       return real.lookupEncode(...args);
     },
+    async readEncode(...args: Parameters<FsBridge['readEncode']>) {
+      await held;
+      late++;
+      return real.readEncode(...args);
+    },
   };
   const gate = new BackendGate({ limit: 4, timeoutMs: 100 });
   const slow = serviceWith(native, gate);
@@ -204,6 +246,7 @@ t.test('a JUKEBOX answered at the deadline is not written over by the late worke
   for (const run of [
     (reply: XdrWriter) => getattr(slow)(makeCall(new Bytes().opaque(file).get(), { peer: PEER, proc: 1 }), reply),
     (reply: XdrWriter) => lookup(slow)(makeCall(new Bytes().opaque(root).opaque(Buffer.from('file')).get(), { peer: PEER, proc: 3 }), reply),
+    (reply: XdrWriter) => read(slow)(makeCall(new Bytes().opaque(file).u64(0n).u32(4096).get(), { peer: PEER, proc: 6 }), reply),
   ]) {
     const reply = new XdrWriter(64);
     await run(reply);
@@ -212,6 +255,6 @@ t.test('a JUKEBOX answered at the deadline is not written over by the late worke
     t.equal(bytes.readUInt32BE(0), Nfs3Status.NFS3ERR_JUKEBOX, 'JUKEBOX at the deadline');
   }
   release();
-  while (late < 2 || gate.inflight > 0) await new Promise((resolve) => setTimeout(resolve, 10));
+  while (late < 3 || gate.inflight > 0) await new Promise((resolve) => setTimeout(resolve, 10));
   for (const { reply, bytes } of replies) t.same(reply.buffer.subarray(0, bytes.length), bytes, 'the sent reply is unchanged after the late write');
 });
