@@ -7,24 +7,22 @@
 // not touch.
 import t from 'tap';
 import { chmodSync, mkdirSync, mkdtempSync, realpathSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import os from 'node:os';
 import path from 'node:path';
 import { pino } from 'pino';
 import { fsBridge, type FsBridge } from '../../src/native/fsbridge.js';
-import { HandleCodec, loadHandleSecret } from '../../src/fs/handle.js';
 import { ShareFileService } from '../../src/fs/service.js';
 import { BackendGate } from '../../src/backends/gate.js';
-import { GrantTable } from '../../src/grants/table.js';
-import type { Grant } from '../../src/grants/types.js';
 import type { NfsFileService } from '../../src/fs/types.js';
-import { AuthFlavor, type Peer } from '../../src/rpc/types.js';
+import { AuthFlavor } from '../../src/rpc/types.js';
 import { XdrWriter } from '../../src/rpc/xdr.js';
 import { getattr } from '../../src/nfs3/getattr.js';
 import { lookup } from '../../src/nfs3/lookup.js';
 import { read } from '../../src/nfs3/read.js';
 import { Nfs3Status } from '../../src/nfs3/types.js';
 import { Bytes, makeCall } from '../nfs3/fixtures/helpers.js';
+import { PEER, alphaGrant, alphaGrants, mountInside } from '../helpers/inplace-share.js';
 
 const isRoot = process.getuid?.() === 0;
 const dir = realpathSync(mkdtempSync(path.join(os.tmpdir(), 'mg-attr-inplace-')));
@@ -45,22 +43,10 @@ mkdirSync(path.join(shareDir, 'noexec'));
 writeFileSync(path.join(shareDir, 'noexec', 'hidden'), '');
 chmodSync(path.join(shareDir, 'noexec'), 0o744); // the caller (uid 1000) may list it, not look in it
 
-let mounted = false;
-if (isRoot) {
-  mkdirSync(path.join(shareDir, 'mnt'));
-  mounted = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'mg-attr-test', path.join(shareDir, 'mnt')]).status === 0;
-  if (mounted) t.teardown(() => void spawnSync('umount', ['-l', path.join(shareDir, 'mnt')]));
-}
-t.comment(mounted ? 'a tmpfs is mounted at alpha/mnt' : 'no mount point inside the share (needs root and mount)');
+const mounted = mountInside(t, shareDir, isRoot);
 
-const PEER: Peer = { transport: 'tcp', address: '10.0.0.5', port: 801 };
-const grant: Grant = {
-  id: 'g-alpha', share: 'alpha', backend: 'local', path: 'alpha', guest: { tcp: '10.0.0.5' },
-  access: 'rw', squash: 'none', anonUid: 65534, anonGid: 65534, source: 'static',
-};
-const grants = new GrantTable();
-grants.upsert(grant);
-const codec = new HandleCodec(loadHandleSecret(path.join(dir, 'state')));
+const grant = alphaGrant;
+const { grants, codec } = alphaGrants(dir);
 function serviceWith(native: FsBridge, gate?: BackendGate): ShareFileService {
   const service = new ShareFileService({
     native,

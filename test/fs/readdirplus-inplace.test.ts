@@ -5,22 +5,20 @@
 // caller may list but not look up, a mount point inside the share, and the error replies.
 import t, { type Test } from 'tap';
 import { chmodSync, mkdirSync, mkdtempSync, realpathSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { pino } from 'pino';
 import { fsBridge } from '../../src/native/fsbridge.js';
-import { HandleCodec, loadHandleSecret } from '../../src/fs/handle.js';
 import { ShareFileService } from '../../src/fs/service.js';
-import { GrantTable } from '../../src/grants/table.js';
-import type { Grant } from '../../src/grants/types.js';
 import type { NfsFileService } from '../../src/fs/types.js';
-import { AuthFlavor, type Peer } from '../../src/rpc/types.js';
+import { AuthFlavor } from '../../src/rpc/types.js';
 import { XdrReader, XdrWriter } from '../../src/rpc/xdr.js';
 import { readdirplus, READDIRPLUS_HEADER_MAX } from '../../src/nfs3/readdirplus.js';
 import { Nfs3Status } from '../../src/nfs3/types.js';
 import { Bytes, makeCall } from '../nfs3/fixtures/helpers.js';
+import { PEER, alphaGrants, mountInside } from '../helpers/inplace-share.js';
 
 const isRoot = process.getuid?.() === 0;
 const dir = realpathSync(mkdtempSync(path.join(os.tmpdir(), 'mg-rdp-inplace-')));
@@ -54,22 +52,9 @@ const server = net.createServer();
 t.teardown(() => server.close());
 
 // a mount point inside the share: its entry gets neither handle nor attributes
-let mounted = false;
-if (isRoot) {
-  mkdirSync(path.join(shareDir, 'mnt'));
-  mounted = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'mg-rdp-test', path.join(shareDir, 'mnt')]).status === 0;
-  if (mounted) t.teardown(() => void spawnSync('umount', ['-l', path.join(shareDir, 'mnt')]));
-}
-t.comment(mounted ? 'a tmpfs is mounted at alpha/mnt' : 'no mount point inside the share (needs root and mount)');
+const mounted = mountInside(t, shareDir, isRoot);
 
-const PEER: Peer = { transport: 'tcp', address: '10.0.0.5', port: 801 };
-const grant: Grant = {
-  id: 'g-alpha', share: 'alpha', backend: 'local', path: 'alpha', guest: { tcp: '10.0.0.5' },
-  access: 'rw', squash: 'none', anonUid: 65534, anonGid: 65534, source: 'static',
-};
-const grants = new GrantTable();
-grants.upsert(grant);
-const codec = new HandleCodec(loadHandleSecret(path.join(dir, 'state')));
+const { grants, codec } = alphaGrants(dir);
 const service = new ShareFileService({
   native: fsBridge(),
   grants,
