@@ -163,7 +163,7 @@ Napi::Value ShareContext(const Napi::CallbackInfo& info) {
   if (!ArgShare(info, 0, parsed.get())) return env.Undefined();
   auto* ref = new ShareRef(std::move(parsed));
   auto external = Napi::External<ShareRef>::New(env, ref, [](Napi::Env, ShareRef* r) { delete r; });
-  napi_type_tag_object(env, external, &kShareContextTag);
+  if (napi_type_tag_object(env, external, &kShareContextTag) != napi_ok) return ThrowType(env, "shareContext: cannot tag the value");
   return external;
 }
 

@@ -70,9 +70,10 @@ struct ReadOp {
     OptStat before;
     Read(&before);
     if (attrOut == nullptr) return;
-    // The attributes after the read; for a READ refused before it (EACCES, EISDIR), the object's
-    // as it was a moment ago, which is what a fresh fstat (the JS path's attrOf) would say.
-    const OptStat& attr = after.ok ? after : before;
+    // The attributes after the read. For a failed READ without them (refused before the read:
+    // EACCES, EISDIR), the object's as it was a moment ago, which is what the JS path's fresh fstat
+    // (attrOf) says; a READ that succeeded without them has none, as there.
+    const OptStat& attr = after.ok || err == 0 ? after : before;
     if (attr.ok) {
       PutFattr3(attrOut, attr.st, share->fsid);
       attrWritten = true;

@@ -12,9 +12,9 @@ namespace manila {
 
 namespace {
 
-// Started on demand: an idle daemon has a few. Above the 32 slots (max_inflight) of up to three
-// backends hung at once, so the rest are still served.
-constexpr unsigned kDefaultThreads = 128;
+// Started on demand: an idle daemon has a few. Room for the 32 slots (max_inflight) of seven
+// backends hung at once, with the rest still served (as 64 was for slots of 8).
+constexpr unsigned kDefaultThreads = 256;
 constexpr unsigned kMaxThreads = 1024;
 
 unsigned ThreadBound() {

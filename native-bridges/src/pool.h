@@ -8,7 +8,7 @@
 //   - each completion ran in its own callback scope, with a microtask checkpoint per operation;
 //     here every operation finished since the last wake-up is resolved under one scope;
 //   - each operation allocated an AsyncWorker, an async resource and an async_hooks id.
-// Threads are started on demand up to a bound (MANILA_POOL_THREADS, default 128), so an idle
+// Threads are started on demand up to a bound (MANILA_POOL_THREADS, default 256), so an idle
 // daemon holds only the threads it has needed. A thread stuck in a hung backend's syscall stays
 // stuck; the backend gates (src/backends/gate.ts) bound how many one backend can hold.
 #pragma once

@@ -83,7 +83,7 @@ export type BackendConfig = LocalBackend | CephfsBackend | GlusterfsBackend | Gp
 export const BACKEND_DEFAULTS = {
   // 32: with 8, a READ-heavy guest (a reopen, pread and two fstats per call) queued behind the
   // slots and its p99 at queue depth 32 was 1.4-1.8x that with 32 (run.sh randread, A/B). A hung
-  // backend can hold this many pool threads: the pool's bound (128) leaves room for three.
+  // backend can hold this many pool threads: the pool's bound (256) leaves room for seven.
   maxInflight: 32,
   opTimeoutMs: 10_000,
   healthIntervalMs: 10_000,

@@ -112,10 +112,13 @@ export class BackendGate {
     settled.then(
       (value) => {
         // A value nobody waits for any more (answered at the deadline) may own something: a pipe.
-        if (call.answered) call.onLate?.(value);
-        else this.answer(call, { ok: true, value });
-        call.onSettled?.();
-        this.finish(at);
+        try {
+          if (call.answered) call.onLate?.(value);
+          else this.answer(call, { ok: true, value });
+        } finally {
+          call.onSettled?.();
+          this.finish(at);
+        }
       },
       (error: unknown) => {
         this.answer(call, error instanceof Error ? error : new Error(String(error)));

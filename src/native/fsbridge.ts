@@ -408,6 +408,6 @@ let loaded: FsBridge | undefined;
 
 /** The file system half of the native addon (npm install builds it with node-gyp). */
 export function fsBridge(): FsBridge {
-  loaded ??= loadAddon(['nameToHandle', 'openByHandle', 'readdir', 'readdirPlusEncode', 'raiseFileLimit', 'registerGfidMount', 'poolStats', 'readToPipe', 'sendSpliced']) as unknown as FsBridge;
+  loaded ??= loadAddon(['nameToHandle', 'openByHandle', 'readdir', 'readdirPlusEncode', 'raiseFileLimit', 'registerGfidMount', 'poolStats', 'readToPipe', 'sendSpliced', 'shareContext', 'getattrEncode', 'lookupEncode', 'readEncode']) as unknown as FsBridge;
   return loaded;
 }

@@ -167,6 +167,7 @@ export class RpcConnection extends EventEmitter implements ConnectionInfo {
       this.idleTimer = null;
     }
     this.waiting.length = 0;
+    this.reader.discard();
     for (const reply of this.output) releaseTail(replyTails.get(reply));
     this.output.length = 0;
     this.outputBytes = 0;

@@ -110,10 +110,14 @@ export class RecordReader {
    * its last fragment is at least DIRECT_READ_MIN bytes (exactly that rest: the next record's bytes
    * never land in it), else `scratch`. Bytes read into the former are reported with filledDirect(),
    * into the latter with pushReused().
+   * Only once DIRECT_READ_MIN bytes of the record have really arrived: a buffer the size of the
+   * record for a 4-byte record mark alone would let a peer make us hold 1 MiB per connection for
+   * the price of four bytes.
    */
   readTarget(scratch: Buffer): Buffer {
     if (this.direct === null) {
       if (this.failure !== null || this.state !== FRAGMENT_BODY || !this.lastFragment || this.fragmentRemaining < DIRECT_READ_MIN) return scratch;
+      if (this.recordLength < DIRECT_READ_MIN) return scratch;
       const total = this.recordLength + this.fragmentRemaining;
       const direct = largeBuffers.take(total) ?? Buffer.allocUnsafe(total);
       let at = 0;
@@ -139,7 +143,24 @@ export class RecordReader {
 
   /** push() of a chunk whose memory is reused once this returns: what is kept of it is copied. */
   pushReused(chunk: Buffer): void {
-    this.feed(chunk, true);
+    // Bytes that went to the scratch while a record is read into its own buffer (a read target
+    // chosen before the switch) go where the next read would have put them.
+    let at = 0;
+    while (this.direct !== null && at < chunk.length) {
+      const take = Math.min(this.fragmentRemaining, chunk.length - at);
+      chunk.copy(this.direct, this.directFill, at, at + take);
+      at += take;
+      this.filledDirect(take);
+    }
+    if (at < chunk.length) this.feed(at === 0 ? chunk : chunk.subarray(at), true);
+  }
+
+  /** The connection is gone: a record's own buffer, partly read into, goes back to the pool. */
+  discard(): void {
+    const direct = this.direct;
+    this.direct = null;
+    this.pieces = [];
+    if (direct !== null) largeBuffers.give(direct);
   }
 
   push(chunk: Buffer): void {
