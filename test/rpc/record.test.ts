@@ -7,6 +7,7 @@ import {
   setRecordMark,
 } from '../../src/rpc/record.js';
 import { fragmented, record, u32 } from '../helpers/rpc-bytes.js';
+import { largeBuffers } from '../../src/rpc/buffers.js';
 
 function collect(options?: { maxRecordSize?: number; maxFragments?: number }): { reader: RecordReader; records: Buffer[] } {
   const records: Buffer[] = [];
@@ -140,7 +141,8 @@ t.test('reads into buffers of our choosing: large records land in their own buff
     const reader = new RecordReader((r) => seen.push(r));
     const { direct } = readThrough(reader, stream, readSize);
     t.same(seen.map((r) => Buffer.from(r)), [bodyA, large, small, bodyB, lastLarge, bodyC], `reads of ${readSize}: every record intact`);
-    t.ok(direct >= large.length - Math.max(readSize, DIRECT_READ_MIN) - 8, `reads of ${readSize}: ${direct} bytes read straight into records`);
+    // straight in once DIRECT_READ_MIN bytes of the record arrived, while at least that much is left
+    t.ok(direct >= large.length - DIRECT_READ_MIN - Math.max(readSize, DIRECT_READ_MIN) - 8, `reads of ${readSize}: ${direct} bytes read straight into records`);
     t.equal(reader.bufferedBytes, 0);
     // records handed out earlier survive the scratch being written over since
     t.same(Buffer.from(seen[0]!), bodyA, 'kept records are not views of the scratch');
@@ -160,10 +162,39 @@ t.test('a large record split in fragments is read straight in only for its last 
 t.test('push is refused while a record is read into its own buffer; filledDirect without a target too', async (t) => {
   const reader = new RecordReader(() => undefined);
   t.throws(() => reader.filledDirect(1), RangeError);
-  const head = record(Buffer.alloc(DIRECT_READ_MIN * 2)).subarray(0, 100);
-  reader.pushReused(head);
-  const target = reader.readTarget(Buffer.alloc(10));
-  t.equal(target.length, DIRECT_READ_MIN * 2 - 96, 'exactly the rest of the record');
+  const scratch = Buffer.alloc(10);
+  const whole = record(Buffer.alloc(DIRECT_READ_MIN * 3));
+  reader.pushReused(whole.subarray(0, 4));
+  t.equal(reader.readTarget(scratch), scratch, 'a record mark alone takes no buffer for the record it announces');
+  reader.pushReused(whole.subarray(4, DIRECT_READ_MIN));
+  t.equal(reader.readTarget(scratch), scratch, 'nor do fewer than DIRECT_READ_MIN bytes of it');
+  reader.pushReused(whole.subarray(DIRECT_READ_MIN, DIRECT_READ_MIN + 4));
+  const target = reader.readTarget(scratch);
+  t.equal(target.length, DIRECT_READ_MIN * 2, 'then exactly the rest of the record');
   t.throws(() => reader.push(Buffer.alloc(1)), RangeError);
   t.throws(() => reader.filledDirect(target.length + 1), RangeError, 'no more than the rest');
+});
+
+t.test('bytes that reach the scratch while a record is read straight in go into the record; discard gives its buffer back', async (t) => {
+  const body = Buffer.alloc(DIRECT_READ_MIN * 3);
+  for (let i = 0; i < body.length; i++) body[i] = (i * 5) & 0xff;
+  const whole = Buffer.concat([record(body), record(bodyA)]);
+  const seen: Buffer[] = [];
+  const reader = new RecordReader((r) => seen.push(Buffer.from(r)));
+  const scratch = Buffer.alloc(DIRECT_READ_MIN * 4);
+  reader.pushReused(whole.subarray(0, DIRECT_READ_MIN + 4));
+  t.not(reader.readTarget(scratch), scratch, 'reading straight in');
+  // a read that still went to the scratch (its target was chosen before the switch): the rest of
+  // the record and the next record with it
+  whole.copy(scratch, 0, DIRECT_READ_MIN + 4);
+  reader.pushReused(scratch.subarray(0, whole.length - DIRECT_READ_MIN - 4));
+  t.same(seen, [body, bodyA], 'both records intact');
+
+  const partial = new RecordReader(() => undefined);
+  partial.pushReused(record(body).subarray(0, DIRECT_READ_MIN + 4));
+  const target = partial.readTarget(scratch);
+  const before = largeBuffers.freeCount;
+  partial.discard();
+  t.equal(largeBuffers.freeCount, before + 1, 'the partly read record buffer is back in the pool');
+  t.ok(target.buffer.byteLength >= body.length);
 });
