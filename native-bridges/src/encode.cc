@@ -103,9 +103,7 @@ bool PropNumber(Napi::Object o, const char* key, double* out) {
   return false;
 }
 
-}  // namespace
-
-/** `share` of readdirPlusEncode: { secret, key, mountId, ino, dev, handle, fsid }. */
+/** `share` of shareContext (a NativeShareInfo: { secret, key, mountId, ino, dev, handle, fsid }). */
 bool ArgShare(const Napi::CallbackInfo& info, size_t i, ShareInfo* out) {
   if (info.Length() <= i || !info[i].IsObject()) {
     ThrowType(info.Env(), "share must be an object");
@@ -131,10 +129,7 @@ bool ArgShare(const Napi::CallbackInfo& info, size_t i, ShareInfo* out) {
   return true;
 }
 
-
 // ---------------------------------------------------------------- shareContext
-
-namespace {
 
 // Marks the externals shareContext makes, so no other External passes for one (N-API 8 type tags).
 constexpr napi_type_tag kShareContextTag = {0x6d616e696c612d67ULL, 0x7368617265637478ULL};
@@ -155,7 +150,7 @@ bool ArgShareContext(const Napi::CallbackInfo& info, size_t i, ShareRef* out) {
 
 namespace {
 
-// shareContext(share: NativeShareInfo) -> an opaque value for getattrEncode/lookupEncode: the share
+// shareContext(share: NativeShareInfo) -> an opaque value for the in-place encoders: the share
 // parsed (and its HMAC key prepared) once, not per request.
 Napi::Value ShareContext(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();

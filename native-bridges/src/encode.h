@@ -140,9 +140,6 @@ struct ShareInfo {
   std::string rootHandle;  // the share root's NFS handle: `..` of the root
 };
 
-/** `share` (a NativeShareInfo: { secret, key, mountId, ino, dev, handle, fsid }) of argument i; false after throwing. */
-bool ArgShare(const Napi::CallbackInfo& info, size_t i, ShareInfo* out);
-
 /**
  * A share's ShareInfo made once (shareContext) and shared by the operations that use it: an op
  * holds its own reference, so the pool thread's copy outlives whatever JS drops meanwhile.

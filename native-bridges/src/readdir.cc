@@ -262,7 +262,7 @@ struct ReaddirPlusOp {
   uint32_t budget = 0;      // maxcount (at most NFS3_READDIR_MAX), counted from the status word
   Napi::ObjectReference keep;  // the reply buffer stays alive while the thread writes into it
   uint8_t* out = nullptr;      // where the dirlistplus3 goes: buffer + offset, `budget` bytes of room
-  ShareInfo share;
+  ShareRef share;
 
   int err = 0;
   bool tooSmall = false;
@@ -344,8 +344,8 @@ struct ReaddirPlusOp {
     dirStat = listed_;
     if (!dirStat.ok) StatFdOpt(fd, &dirStat);
     atRoot_ = isRoot ||
-              (listed_.ok && static_cast<double>(listed_.st.st_ino) == share.ino &&
-               static_cast<double>(listed_.st.st_dev) == share.dev);
+              (listed_.ok && static_cast<double>(listed_.st.st_ino) == share->ino &&
+               static_cast<double>(listed_.st.st_dev) == share->dev);
     // status, post_op_attr, cookieverf
     used_ = 4 + (dirStat.ok ? 4 + kFattr3Size : 4) + 8;
     if (used_ + kDirlistTail > budget) {
@@ -373,8 +373,8 @@ struct ReaddirPlusOp {
     bool handle = false;
     if (dotdot && atRoot_) {
       // `..` of a share root is the root itself: nothing above the share is ever named
-      fileid = share.ino;
-      rootFh = reinterpret_cast<const uint8_t*>(share.rootHandle.data());
+      fileid = share->ino;
+      rootFh = reinterpret_cast<const uint8_t*>(share->rootHandle.data());
       if (listed_.ok) attr = &listed_.st;
     } else if (dotdot) {
       // elsewhere the parent's handle is left to LOOKUP (which checks it is still in the share)
@@ -386,10 +386,10 @@ struct ReaddirPlusOp {
       if (found.ok) fileid = static_cast<double>(found.st.st_ino);
       // On another mount (a mount point inside the share): no handle, so no attributes either.
       HandleAt(dirfd, name, 0, &kernel);  // as LookupObject: a handle when had, whatever else failed
-      handle = kernel.ok && static_cast<double>(kernel.mountId) == share.mountId && kernel.len <= kMaxKernelHandle;
+      handle = kernel.ok && static_cast<double>(kernel.mountId) == share->mountId && kernel.len <= kMaxKernelHandle;
       if (found.ok && handle) attr = &found.st;
     }
-    const size_t fhLength = handle ? kHandleHeader + kernel.len + kHandleTag : rootFh ? share.rootHandle.size() : 0;
+    const size_t fhLength = handle ? kHandleHeader + kernel.len + kHandleTag : rootFh ? share->rootHandle.size() : 0;
     const size_t size = 4 + dirSize + (attr ? 4 + kFattr3Size : 4) + (handle || rootFh ? 4 + OpaqueSize(fhLength) : 4);
     if (used_ + size + kDirlistTail > budget) return false;
 
@@ -400,14 +400,14 @@ struct ReaddirPlusOp {
     p = Put64(p, static_cast<uint64_t>(d->d_off));
     if (attr) {
       p = Put32(p, 1);
-      p = PutFattr3(p, *attr, share.fsid);
+      p = PutFattr3(p, *attr, share->fsid);
     } else {
       p = Put32(p, 0);
     }
     if (handle) {
       p = Put32(p, 1);
       p = Put32(p, static_cast<uint32_t>(fhLength));
-      PutNfsHandle(p, share.hmac, share.key, kernel.type, kernel.bytes, kernel.len);
+      PutNfsHandle(p, share->hmac, share->key, kernel.type, kernel.bytes, kernel.len);
       p += fhLength;
       for (size_t i = XdrPad(fhLength); i > 0; i--) *p++ = 0;
     } else if (rootFh) {
@@ -451,7 +451,7 @@ Napi::Value ReaddirPlusEncode(const Napi::CallbackInfo& info) {
   if (static_cast<uint64_t>(offset) + length > buffer.Length())
     return ThrowType(env, "offset + length is beyond the end of buffer");
   if (length < op.budget) return ThrowType(env, "length must be at least maxcount");
-  if (!ArgShare(info, 10, &op.share)) return env.Undefined();
+  if (!ArgShareContext(info, 10, &op.share)) return env.Undefined();
   op.out = buffer.Data() + offset;
   op.keep = Napi::Persistent(buffer.As<Napi::Object>());
   return StartOp(env, std::move(op));

@@ -8,7 +8,7 @@
 import { constants } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
-import { decodeReadEncoded, type CreateResult, type FsBridge, type KernelHandle, type NativeShareContext, type NativeShareInfo, type NativeStat, type ObjectResult, type SetattrRequest } from '../native/fsbridge.js';
+import { decodeReadEncoded, type CreateResult, type FsBridge, type KernelHandle, type NativeShareContext, type NativeStat, type ObjectResult, type SetattrRequest } from '../native/fsbridge.js';
 import type { GrantTable } from '../grants/table.js';
 import type { Grant } from '../grants/types.js';
 import { AuthFlavor } from '../rpc/types.js';
@@ -255,8 +255,7 @@ export class ShareFileService implements NfsFileService, MountService {
   private readonly ops = new Map<string, number>();
   private readonly unsubscribe: () => void;
   private closed = false;
-  /** readdirPlusEncode's view of each open share root. */
-  private readonly nativeShares = new WeakMap<ShareRoot, NativeShareInfo>();
+  /** The addon's parsed view of each open share root (shareContext). */
   private readonly nativeContexts = new WeakMap<ShareRoot, NativeShareContext>();
 
   constructor(options: ShareFileServiceOptions) {
@@ -1092,7 +1091,7 @@ export class ShareFileService implements NfsFileService, MountService {
       const result = await largeBuffers.whilePinned(target.buffer, () =>
         this.native.readdirPlusEncode(
           ctx.creds, ctx.object.fd, cookie, ctx.object.isRoot, maxEntries, dirMaxBytes, maxBytes,
-          target.buffer, target.offset, target.length, this.nativeShare(ctx.share),
+          target.buffer, target.offset, target.length, this.shareContext(ctx.share),
         ),
       );
       // The native side took the fallback fstat of the directory itself (list() calls attrOf).
@@ -1113,21 +1112,14 @@ export class ShareFileService implements NfsFileService, MountService {
     }, 'readdirplus');
   }
 
-  /** nativeShare(share) parsed once by the addon, for getattrEncode and lookupEncode. */
+  /**
+   * The share as the addon's in-place encoders need it (HMAC key, share key, root, fsid), parsed by
+   * it once per open root. Holds the secret: never logged.
+   */
   private shareContext(share: ShareRoot): NativeShareContext {
     let context = this.nativeContexts.get(share);
     if (!context) {
-      context = this.native.shareContext(this.nativeShare(share));
-      this.nativeContexts.set(share, context);
-    }
-    return context;
-  }
-
-  /** What readdirPlusEncode needs of a share (made once per open root; holds the secret, never logged). */
-  private nativeShare(share: ShareRoot): NativeShareInfo {
-    let info = this.nativeShares.get(share);
-    if (!info) {
-      info = {
+      context = this.native.shareContext({
         secret: this.codec.nativeSecret,
         key: share.key,
         mountId: share.mountId,
@@ -1135,10 +1127,10 @@ export class ShareFileService implements NfsFileService, MountService {
         ino: share.ino,
         handle: share.handle,
         fsid: share.fsid,
-      };
-      this.nativeShares.set(share, info);
+      });
+      this.nativeContexts.set(share, context);
     }
-    return info;
+    return context;
   }
 
   fsstat(caller: Caller, fh: Buffer): Promise<FsstatResult> {

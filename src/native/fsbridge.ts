@@ -142,9 +142,9 @@ export interface ReaddirResult {
 }
 
 /**
- * The share a READDIRPLUS listing is in, as readdirPlusEncode needs it to make each entry's NFS
- * handle and fattr3 exactly as HandleCodec.encode and toFattr3 do. Holds the handle secret: never
- * log it.
+ * A share as the in-place encoders (readdirPlusEncode, getattrEncode, lookupEncode, readEncode)
+ * need it to make NFS handles and fattr3 exactly as HandleCodec.encode and toFattr3 do; handed to
+ * shareContext() once. Holds the handle secret: never log it.
  */
 export interface NativeShareInfo {
   /** HandleCodec's secret: the HMAC-SHA256 key of every handle's tag. */
@@ -358,9 +358,9 @@ export interface FsBridge {
     buffer: Buffer,
     offset: number,
     length: number,
-    share: NativeShareInfo,
+    share: NativeShareContext,
   ): Promise<ReaddirPlusEncodeResult>;
-  /** The share parsed once for getattrEncode and lookupEncode (its HMAC key prepared). Holds the secret. */
+  /** The share parsed once for the in-place encoders (its HMAC key prepared). Holds the secret. */
   shareContext(share: NativeShareInfo): NativeShareContext;
   /**
    * GETATTR in place: fstat of the object; on success its fattr3 (inPlaceCodes.getattrBytes) is

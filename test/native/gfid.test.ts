@@ -142,7 +142,7 @@ async function main(): Promise<void> {
     const key = Buffer.alloc(8, 1);
     const share = { secret: Buffer.alloc(32, 7), key, mountId, dev: 0, ino: 0, handle: Buffer.alloc(20, 9), fsid: 1n };
     const out = Buffer.alloc(65536);
-    const encoded = await nb.readdirPlusEncode(guest, dFd, 0n, false, 100, 0, out.length, out, 0, out.length, share);
+    const encoded = await nb.readdirPlusEncode(guest, dFd, 0n, false, 100, 0, out.length, out, 0, out.length, nb.shareContext(share));
     t.equal(encoded.err, 0);
     t.ok(encoded.eof, 'eof');
     const r = new XdrReader(out.subarray(0, encoded.bytes));
