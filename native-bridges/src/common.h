@@ -99,6 +99,15 @@ int ObjectOfFd(int fd, ObjectData* out);
  * file: the reopen follows the magic link. 0 or errno.
  */
 int ReopenWithOwnerOverride(CredGuard& guard, const Creds& creds, int pathFd, int flags, uid_t owner, Fd* out);
+/** The largest file offset (off_t): READ stops short of it, WRITE past it is EFBIG. */
+constexpr uint64_t kMaxOffset = INT64_MAX;
+/** READ and WRITE take regular files only: EISDIR for a directory, EINVAL for anything else. */
+int RequireRegular(const struct stat& st);
+/** Of `length` bytes a READ asks for at `position`, those below kMaxOffset (none from it on). */
+inline size_t ReadableLength(uint64_t position, size_t length) {
+  if (position >= kMaxOffset) return 0;
+  return static_cast<uint64_t>(length) > kMaxOffset - position ? static_cast<size_t>(kMaxOffset - position) : length;
+}
 /** "/proc/self/fd/<fd>" into buf (at least 32 bytes). */
 void ProcFdPath(int fd, char* buf, size_t size);
 /** EINVAL unless `name` is one path component: non-empty, <= 255 bytes, no '/', no NUL;

@@ -38,15 +38,12 @@ int ReopenWithOwnerOverride(CredGuard& guard, const Creds& creds, int pathFd, in
   return e;
 }
 
-namespace {
-
-constexpr uint64_t kMaxOffset = INT64_MAX;
-
-// Regular files only: EISDIR for a directory, EINVAL for anything else.
 int RequireRegular(const struct stat& st) {
   if (S_ISREG(st.st_mode)) return 0;
   return S_ISDIR(st.st_mode) ? EISDIR : EINVAL;
 }
+
+namespace {
 
 // ------------------------------------------------------------------------------ read
 
@@ -89,20 +86,17 @@ struct ReadOp {
     if ((err = guard.err()) != 0) return;
     Fd file;
     if ((err = ReopenWithOwnerOverride(guard, creds, fd, O_RDONLY, st.st_uid, &file)) != 0) return;
-    if (position < kMaxOffset) {
-      size_t max = length;
-      if (static_cast<uint64_t>(max) > kMaxOffset - position) max = static_cast<size_t>(kMaxOffset - position);
-      while (count < max) {
-        ssize_t n = RetryEintr([&] {
-          return pread(file.get(), data + count, max - count, static_cast<off_t>(position + count));
-        });
-        if (n < 0) {
-          err = errno;
-          break;
-        }
-        if (n == 0) break;
-        count += static_cast<size_t>(n);
+    const size_t max = ReadableLength(position, length);
+    while (count < max) {
+      ssize_t n = RetryEintr([&] {
+        return pread(file.get(), data + count, max - count, static_cast<off_t>(position + count));
+      });
+      if (n < 0) {
+        err = errno;
+        break;
       }
+      if (n == 0) break;
+      count += static_cast<size_t>(n);
     }
     StatFdOpt(file.get(), &after);
     if (err == 0) {

@@ -26,7 +26,6 @@ namespace manila {
 
 namespace {
 
-constexpr uint64_t kMaxOffset = INT64_MAX;
 constexpr size_t kMaxSpliceRead = 1024 * 1024;  // NFS3_MAX_DATA: the pipe is sized for the whole read
 
 // ------------------------------------------------------------------------------ readToPipe
@@ -47,10 +46,7 @@ struct ReadToPipeOp {
   void Run() {
     struct stat st;
     if ((err = StatFd(fd, &st)) != 0) return;
-    if (!S_ISREG(st.st_mode)) {
-      err = S_ISDIR(st.st_mode) ? EISDIR : EINVAL;
-      return;
-    }
+    if ((err = RequireRegular(st)) != 0) return;
     if (length > kMaxSpliceRead) {
       err = EINVAL;
       return;
@@ -83,29 +79,26 @@ struct ReadToPipeOp {
     if ((err = guard.err()) != 0) return;
     Fd file;
     if ((err = ReopenWithOwnerOverride(guard, creds, fd, O_RDONLY, st.st_uid, &file)) != 0) return;
-    if (position < kMaxOffset) {
-      size_t max = length;
-      if (static_cast<uint64_t>(max) > kMaxOffset - position) max = static_cast<size_t>(kMaxOffset - position);
-      loff_t at = static_cast<loff_t>(position);
-      // Non-blocking on the pipe: a full pipe ends the read short instead of waiting for a reader
-      // that only comes once this returns.
-      while (count < max) {
-        ssize_t n = splice(file.get(), &at, writeEnd.get(), nullptr, max - count, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-        if (n < 0) {
-          if (errno == EINTR) continue;
-          if (errno == EAGAIN && count > 0) {
-            pipeFull = true;
-            break;
-          }
-          err = errno;
+    const size_t max = ReadableLength(position, length);
+    loff_t at = static_cast<loff_t>(position);
+    // Non-blocking on the pipe: a full pipe ends the read short instead of waiting for a reader
+    // that only comes once this returns.
+    while (count < max) {
+      ssize_t n = splice(file.get(), &at, writeEnd.get(), nullptr, max - count, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN && count > 0) {
+          pipeFull = true;
           break;
         }
-        if (n == 0) {
-          reachedEnd = true;
-          break;
-        }
-        count += static_cast<size_t>(n);
+        err = errno;
+        break;
       }
+      if (n == 0) {
+        reachedEnd = true;
+        break;
+      }
+      count += static_cast<size_t>(n);
     }
     StatFdOpt(file.get(), &after);
     if (err == 0) {
