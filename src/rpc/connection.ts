@@ -131,10 +131,10 @@ export class RpcConnection extends EventEmitter implements ConnectionInfo {
       const scratch = sharedScratch();
       options.reads.attach({
         nextBuffer: () => (this.closedReason === null ? this.reader.readTarget(scratch) : scratch),
-        onRead: (bytes, buffer) => (buffer.buffer === scratch.buffer ? this.onData(buffer.subarray(0, bytes), true) : this.onData(null, false, bytes)),
+        onRead: (bytes, target) => this.onData((reader) => reader.filled(target, bytes)),
       });
     } else {
-      socket.on('data', (chunk: Buffer) => this.onData(chunk, false));
+      socket.on('data', (chunk: Buffer) => this.onData((reader) => reader.push(chunk)));
     }
     socket.on('drain', () => this.onDrain());
     socket.on('end', () => this.onEnd());
@@ -200,17 +200,12 @@ export class RpcConnection extends EventEmitter implements ConnectionInfo {
     else this.socket.end(() => this.close('drained'));
   }
 
-  /**
-   * Bytes from the socket: `chunk`, ours to keep, or in the shared scratch (`reused`: read into again
-   * once this returns); or, chunk null, `direct` bytes read straight into the record's buffer.
-   */
-  private onData(chunk: Buffer | null, reused: boolean, direct = 0): void {
+  /** Bytes from the socket, handed to the record reader by `feed` (push, or filled for onread). */
+  private onData(feed: (reader: RecordReader) => void): void {
     if (this.closedReason !== null) return;
     this.lastActivity = performance.now();
     try {
-      if (chunk === null) this.reader.filledDirect(direct);
-      else if (reused) this.reader.pushReused(chunk);
-      else this.reader.push(chunk);
+      feed(this.reader);
     } catch (err) {
       if (err instanceof RecordError) {
         this.logger.warn({ code: err.code, limit: this.reader.maxRecordSize }, 'closing RPC connection: %s', err.message);

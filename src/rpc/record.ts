@@ -108,8 +108,7 @@ export class RecordReader {
   /**
    * Where a socket's next read should go: straight into the record being received when the rest of
    * its last fragment is at least DIRECT_READ_MIN bytes (exactly that rest: the next record's bytes
-   * never land in it), else `scratch`. Bytes read into the former are reported with filledDirect(),
-   * into the latter with pushReused().
+   * never land in it), else `scratch`. The bytes read into either are reported with filled().
    * Only once DIRECT_READ_MIN bytes of the record have really arrived: a buffer the size of the
    * record for a 4-byte record mark alone would let a peer make us hold 1 MiB per connection for
    * the price of four bytes.
@@ -119,17 +118,20 @@ export class RecordReader {
       if (this.failure !== null || this.state !== FRAGMENT_BODY || !this.lastFragment || this.fragmentRemaining < DIRECT_READ_MIN) return scratch;
       if (this.recordLength < DIRECT_READ_MIN) return scratch;
       const total = this.recordLength + this.fragmentRemaining;
-      const direct = largeBuffers.take(total) ?? Buffer.allocUnsafe(total);
-      let at = 0;
-      for (const piece of this.pieces) {
-        direct.set(piece, at);
-        at += piece.length;
-      }
+      this.direct = largeBuffers.take(total) ?? Buffer.allocUnsafe(total);
+      this.directFill = putPieces(this.direct, this.pieces);
       this.pieces = [];
-      this.direct = direct;
-      this.directFill = at;
     }
     return this.direct.subarray(this.directFill, this.directFill + this.fragmentRemaining);
+  }
+
+  /**
+   * `bytes` bytes were read into `target`, a buffer readTarget() returned: the record's own, or the
+   * scratch (read into again once this returns).
+   */
+  filled(target: Buffer, bytes: number): void {
+    if (this.direct !== null && target.buffer === this.direct.buffer) this.filledDirect(bytes);
+    else this.pushReused(target.subarray(0, bytes));
   }
 
   /** `bytes` more bytes of the record arrived in the buffer readTarget() returned. */
@@ -257,12 +259,18 @@ export class RecordReader {
 function gather(pieces: Buffer[], total: number): Buffer {
   const pooled = total >= LARGE_BUFFER_MIN ? largeBuffers.take(total) : undefined;
   if (pooled === undefined) return Buffer.concat(pieces, total);
+  putPieces(pooled, pieces);
+  return pooled.subarray(0, total);
+}
+
+/** The pieces one after another from the start of `target`; how many bytes that is. */
+function putPieces(target: Buffer, pieces: readonly Buffer[]): number {
   let at = 0;
   for (const piece of pieces) {
-    pooled.set(piece, at);
+    target.set(piece, at);
     at += piece.length;
   }
-  return pooled.subarray(0, total);
+  return at;
 }
 
 /**
