@@ -385,42 +385,25 @@ export function createMetrics(sources: MetricsSources = {}): GatewayMetrics {
       for (const [name, n] of Object.entries(counts)) this.set({ source: name }, n);
     },
   });
-  if (sources.workerThreads) {
-    const source = sources.workerThreads;
+  /** An unlabelled gauge read from `value` at scrape time (absent while the read fails). */
+  const scrapeGauge = (name: string, help: string, value: () => number): void => {
     new Gauge({
-      name: `${METRIC_PREFIX}worker_threads`,
-      help: 'Threads the native worker pool has started (guests\' filesystem operations run on them)',
+      name: `${METRIC_PREFIX}${name}`,
+      help,
       registers,
       collect() {
         clear(this);
-        const got = read('worker_threads', source);
-        if (got.ok) this.set(got.value.threads);
-      },
-    });
-    new Gauge({
-      name: `${METRIC_PREFIX}worker_threads_max`,
-      help: 'The most threads the native worker pool may start (MANILA_POOL_THREADS)',
-      registers,
-      collect() {
-        clear(this);
-        const got = read('worker_threads_max', source);
-        if (got.ok) this.set(got.value.maxThreads);
-      },
-    });
-  }
-  if (sources.grantsFailed) {
-    const source = sources.grantsFailed;
-    new Gauge({
-      name: `${METRIC_PREFIX}grants_failed`,
-      help: 'Grants pushed by the controller that this node could not apply',
-      registers,
-      collect() {
-        clear(this);
-        const got = read('grants_failed', source);
+        const got = read(name, value);
         if (got.ok) this.set(got.value);
       },
     });
+  };
+  if (sources.workerThreads) {
+    const source = sources.workerThreads;
+    scrapeGauge('worker_threads', 'Threads the native worker pool has started (guests\' filesystem operations run on them)', () => source().threads);
+    scrapeGauge('worker_threads_max', 'The most threads the native worker pool may start (MANILA_POOL_THREADS)', () => source().maxThreads);
   }
+  if (sources.grantsFailed) scrapeGauge('grants_failed', 'Grants pushed by the controller that this node could not apply', sources.grantsFailed);
 
   // ---- controller -----------------------------------------------------------------------------
   if (sources.controller) {
