@@ -468,12 +468,12 @@ export class ShareFileService implements NfsFileService, MountService {
    * Runs `body` with the object named by `fh`; `fail` builds the answer for a status. `procedure`
    * names the NFS request, counted and reported to the observer once it is answered; null for the
    * second handle of one request (RENAME, LINK) and MOUNT's own lookups (not counted, as resolve()).
+   *
+   * with() and attempt() are the path of every request, so they are written with as few promises
+   * and async frames as can be: each one is an allocation and a microtask hop per request, and at
+   * tens of thousands of requests a second those were most of the young-generation garbage whose
+   * scavenges set the p99 latency.
    */
-  //
-  // with() and attempt() are the path of every request, so they are written with as few promises
-  // and async frames as can be: each one is an allocation and a microtask hop per request, and at
-  // tens of thousands of requests a second those were most of the young-generation garbage whose
-  // scavenges set the p99 latency.
   private with<T extends { status: Nfs3Status }>(
     caller: Caller,
     fh: Buffer,
