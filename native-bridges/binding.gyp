@@ -12,6 +12,7 @@
         "src/fs_ops.cc",
         "src/gfid.cc",
         "src/readdir.cc",
+        "src/listing_cache.cc",
         "src/encode.cc",
         "src/inplace.cc",
         "src/sockets.cc",

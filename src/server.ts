@@ -101,6 +101,7 @@ export async function startGateway(config: GatewayConfig, options: StartOptions 
     ...(config.controller ? { controller: () => (late.controller ? { state: late.controller.state, appliedRevision: applier.revision } : undefined) } : {}),
     backends: () => backendManager.statuses(),
     workerThreads: () => native.poolStats(),
+    listingCache: () => native.listingCacheStats(),
     logger,
   });
   // A share with no grant is reported as "unknown": old handles of revoked shares must not bring
@@ -113,6 +114,7 @@ export async function startGateway(config: GatewayConfig, options: StartOptions 
       rootOf: (id) => backendManager.rootOf(id),
       gateOf: (id) => backendManager.gateOf(id),
       rootShareAllowed: (id) => backendManager.rootShareAllowed(id),
+      listingCacheMsOf: (id) => backendManager.listingCacheMsOf(id),
     },
     codec,
     logger,

@@ -1,6 +1,8 @@
 // See encode.h.
 #include "encode.h"
 
+#include <atomic>
+
 #include <sys/sysmacros.h>
 
 #include <cmath>
@@ -126,6 +128,16 @@ bool ArgShare(const Napi::CallbackInfo& info, size_t i, ShareInfo* out) {
     ThrowType(info.Env(), "share.fsid must be a bigint in [0, 2^64)");
     return false;
   }
+  Napi::Value cacheMs = o.Get("listingCacheMs");
+  if (!cacheMs.IsUndefined()) {
+    double ms = -1;
+    if (cacheMs.IsNumber()) ms = cacheMs.As<Napi::Number>().DoubleValue();
+    if (!(ms >= 0 && ms <= 3'600'000) || ms != static_cast<double>(static_cast<uint32_t>(ms))) {
+      ThrowType(info.Env(), "share.listingCacheMs must be an integer from 0 to 3600000");
+      return false;
+    }
+    out->listingCacheMs = static_cast<uint32_t>(ms);
+  }
   return true;
 }
 
@@ -154,8 +166,10 @@ namespace {
 // parsed (and its HMAC key prepared) once, not per request.
 Napi::Value ShareContext(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
+  static std::atomic<uint64_t> nextId{1};
   auto parsed = std::make_shared<ShareInfo>();
   if (!ArgShare(info, 0, parsed.get())) return env.Undefined();
+  parsed->id = nextId.fetch_add(1, std::memory_order_relaxed);
   auto* ref = new ShareRef(std::move(parsed));
   auto external = Napi::External<ShareRef>::New(env, ref, [](Napi::Env, ShareRef* r) { delete r; });
   if (napi_type_tag_object(env, external, &kShareContextTag) != napi_ok) return ThrowType(env, "shareContext: cannot tag the value");

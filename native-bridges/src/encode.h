@@ -138,6 +138,8 @@ struct ShareInfo {
   double dev = 0;
   uint64_t fsid = 0;
   std::string rootHandle;  // the share root's NFS handle: `..` of the root
+  uint64_t id = 0;              // unique to this context: the listing cache's share key
+  uint32_t listingCacheMs = 0;  // READDIRPLUS listings kept this long (0: not cached)
 };
 
 /**

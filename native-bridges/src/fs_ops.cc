@@ -10,6 +10,7 @@
 #include <optional>
 
 #include "common.h"
+#include "listing_cache.h"
 
 namespace manila {
 
@@ -52,6 +53,7 @@ void RunDirChange(Op& op, bool creating, bool lookup, F change) {
   StatFdOpt(op.dirFd, &op.dirBefore);
   op.err = change();
   StatFdOpt(op.dirFd, &op.dirAfter);
+  MarkChangedOpt(op.dirAfter.ok ? op.dirAfter : op.dirBefore);  // its cached listings are stale
   if (op.err == 0 && lookup) LookupObject(op.dirFd, op.name.c_str(), &op.object);
 }
 
@@ -193,6 +195,7 @@ struct LinkOp : DirChangeBase {
       return linkat(AT_FDCWD, path, dirFd, name.c_str(), AT_SYMLINK_FOLLOW) == 0 ? 0 : errno;
     });
     StatFdOpt(pathFd, &objectAfter);
+    MarkChangedOpt(objectAfter);  // its nlink, in every cached listing that has it
   }
   Napi::Value Build(Napi::Env env) {
     Napi::Object o = BuildBase(env);
@@ -227,6 +230,8 @@ struct RenameOp {
     err = renameat(fromDirFd, fromName.c_str(), toDirFd, toName.c_str()) == 0 ? 0 : errno;
     StatFdOpt(fromDirFd, &fromAfter);
     StatFdOpt(toDirFd, &toAfter);
+    MarkChangedOpt(fromAfter.ok ? fromAfter : fromBefore);
+    MarkChangedOpt(toAfter.ok ? toAfter : toBefore);
   }
   Napi::Value Build(Napi::Env env) {
     Napi::Object o = Napi::Object::New(env);
@@ -308,6 +313,7 @@ struct SetattrOp {
     if ((err = StatFd(fd, &before.st)) != 0) return;
     before.ok = true;
     err = Apply(guard);
+    MarkChanged(before.st);
     StatFdOpt(fd, &after);
   }
   Napi::Value Build(Napi::Env env) {

@@ -8,6 +8,7 @@
 #include <cstdint>
 
 #include "common.h"
+#include "listing_cache.h"
 #include "encode.h"
 
 namespace manila {
@@ -204,6 +205,7 @@ struct WriteOp {
       }
       count += static_cast<size_t>(n);
     }
+    MarkChanged(before.st);  // its size and times, in every cached listing that has it
     if (err == 0 && stable == 1 && fdatasync(file.get()) != 0) err = errno;
     if (err == 0 && stable >= 2 && fsync(file.get()) != 0) err = errno;
     StatFdOpt(file.get(), &after);

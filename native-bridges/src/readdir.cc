@@ -17,10 +17,12 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "common.h"
 #include "encode.h"
+#include "listing_cache.h"
 
 namespace manila {
 
@@ -291,9 +293,15 @@ struct ReaddirPlusOp {
   }
 
   void RunListing() {
-    if ((err = RequireDirectory(fd)) != 0) return;
+    struct stat st;
+    if ((err = StatFd(fd, &st)) != 0) return;  // as the daemon, before acting as the caller
+    if (!S_ISDIR(st.st_mode)) {
+      err = ENOTDIR;
+      return;
+    }
     CredGuard guard(creds);
     if ((err = guard.err()) != 0) return;
+    if (share->listingCacheMs > 0 && ServeCached(st)) return;
     Fd dir;
     if ((err = OpenListing(fd, cookie, &dir, &dirStat)) != 0) return;
     DirentReader dirents(maxEntries);
@@ -318,7 +326,8 @@ struct ReaddirPlusOp {
       bool stop = false;
       for (long pos = 0; pos < n;) {
         const auto* d = reinterpret_cast<const LinuxDirent64*>(dirents.data() + pos);
-        if (count >= maxEntries || !AddEntry(dir.get(), d)) {
+        if (count >= maxEntries || !AddEntry(dir.get(), d->d_name, std::strlen(d->d_name), d->d_ino,
+                                             static_cast<uint64_t>(d->d_off))) {
           unfit = count < maxEntries;
           stop = true;  // eof stays false: entries remain in this very batch
           break;
@@ -329,6 +338,11 @@ struct ReaddirPlusOp {
     }
     if (!started) StatFdOpt(dir.get(), &dirStat);
     if (err != 0) return;
+    Finish(unfit);
+  }
+
+  /** The end of dirlistplus3, or TOOSMALL when not even one entry fit. */
+  void Finish(bool unfit) {
     if (unfit && count == 0) {
       tooSmall = true;  // not even one entry fits: NFS3ERR_TOOSMALL
       return;
@@ -338,14 +352,8 @@ struct ReaddirPlusOp {
     bytes = static_cast<size_t>(p_ - out);
   }
 
-  /** After the first getdents: the directory's attributes decide the header's size. */
-  bool Start(int dirfd) {
-    StatFdOpt(dirfd, &listed_);
-    dirStat = listed_;
-    if (!dirStat.ok) StatFdOpt(fd, &dirStat);
-    atRoot_ = isRoot ||
-              (listed_.ok && static_cast<double>(listed_.st.st_ino) == share->ino &&
-               static_cast<double>(listed_.st.st_dev) == share->dev);
+  /** The directory's attributes decide the header's size; false (TOOSMALL) when not even it fits. */
+  bool Header() {
     // status, post_op_attr, cookieverf
     used_ = 4 + (dirStat.ok ? 4 + kFattr3Size : 4) + 8;
     if (used_ + kDirlistTail > budget) {
@@ -355,71 +363,259 @@ struct ReaddirPlusOp {
     return true;
   }
 
-  /** Writes one entryplus3 if it fits; false (nothing written) if not. */
-  bool AddEntry(int dirfd, const LinuxDirent64* d) {
-    const char* name = d->d_name;
-    const size_t nameLength = std::strlen(name);
-    const size_t dirSize = 8 + OpaqueSize(nameLength) + 8;  // entryplus3DirSize
-    // the smallest this entry can be (no attributes, no handle): no lookup for one that cannot fit
-    if (used_ + 4 + dirSize + 4 + 4 + kDirlistTail > budget) return false;
-    if (count > 0 && dircount != 0 && dirUsed_ + dirSize > dircount) return false;
+  /** After the first getdents: the listed directory's own attributes. */
+  bool Start(int dirfd) {
+    StatFdOpt(dirfd, &listed_);
+    dirStat = listed_;
+    if (!dirStat.ok) StatFdOpt(fd, &dirStat);
+    atRoot_ = AtRoot(listed_);
+    return Header();
+  }
 
-    const bool dotdot = nameLength == 2 && name[0] == '.' && name[1] == '.';
-    double fileid = static_cast<double>(d->d_ino);
+  bool AtRoot(const OptStat& listed) const {
+    return isRoot || (listed.ok && static_cast<double>(listed.st.st_ino) == share->ino &&
+                      static_cast<double>(listed.st.st_dev) == share->dev);
+  }
+
+  /** One entry as found: what Encode writes and the sizes the budget counts. */
+  struct Found {
+    const char* name = nullptr;
+    size_t nameLength = 0;
+    uint64_t cookie = 0;
+    double fileid = 0;
     const struct stat* attr = nullptr;
     OptStat found;
     HandleData kernel;
     const uint8_t* rootFh = nullptr;
     bool handle = false;
+    size_t fhLength = 0;
+    size_t dirSize = 0;  // entryplus3DirSize
+    size_t size = 0;     // the whole entryplus3, from value-follows on
+  };
+
+  static size_t DirSizeOf(size_t nameLength) { return 8 + OpaqueSize(nameLength) + 8; }
+
+  /** The lookups of one entry of dirfd (never a JS value: any thread). `found` must not move after. */
+  void Look(int dirfd, const char* name, size_t nameLength, uint64_t dIno, uint64_t dOff, Found* f) const {
+    f->name = name;
+    f->nameLength = nameLength;
+    f->cookie = dOff;
+    f->dirSize = DirSizeOf(nameLength);
+    const bool dotdot = nameLength == 2 && name[0] == '.' && name[1] == '.';
+    f->fileid = static_cast<double>(dIno);
     if (dotdot && atRoot_) {
       // `..` of a share root is the root itself: nothing above the share is ever named
-      fileid = share->ino;
-      rootFh = reinterpret_cast<const uint8_t*>(share->rootHandle.data());
-      if (listed_.ok) attr = &listed_.st;
+      f->fileid = share->ino;
+      f->rootFh = reinterpret_cast<const uint8_t*>(share->rootHandle.data());
+      if (listed_.ok) f->attr = &listed_.st;
     } else if (dotdot) {
       // elsewhere the parent's handle is left to LOOKUP (which checks it is still in the share)
-      found.ok = fstatat(dirfd, name, &found.st, AT_SYMLINK_NOFOLLOW) == 0;
-      if (found.ok) fileid = static_cast<double>(found.st.st_ino);
+      f->found.ok = fstatat(dirfd, name, &f->found.st, AT_SYMLINK_NOFOLLOW) == 0;
+      if (f->found.ok) f->fileid = static_cast<double>(f->found.st.st_ino);
     } else if (!IsGfidAuxName(dirfd, name)) {
       // Of an entry gone since getdents: no attributes, no handle, d_ino as its fileid.
-      found.ok = fstatat(dirfd, name, &found.st, AT_SYMLINK_NOFOLLOW) == 0;
-      if (found.ok) fileid = static_cast<double>(found.st.st_ino);
+      f->found.ok = fstatat(dirfd, name, &f->found.st, AT_SYMLINK_NOFOLLOW) == 0;
+      if (f->found.ok) f->fileid = static_cast<double>(f->found.st.st_ino);
       // On another mount (a mount point inside the share): no handle, so no attributes either.
-      HandleAt(dirfd, name, 0, &kernel);  // as LookupObject: a handle when had, whatever else failed
-      handle = kernel.ok && static_cast<double>(kernel.mountId) == share->mountId && kernel.len <= kMaxKernelHandle;
-      if (found.ok && handle) attr = &found.st;
+      HandleAt(dirfd, name, 0, &f->kernel);  // as LookupObject: a handle when had, whatever else failed
+      f->handle = f->kernel.ok && static_cast<double>(f->kernel.mountId) == share->mountId &&
+                  f->kernel.len <= kMaxKernelHandle;
+      if (f->found.ok && f->handle) f->attr = &f->found.st;
     }
-    const size_t fhLength = handle ? kHandleHeader + kernel.len + kHandleTag : rootFh ? share->rootHandle.size() : 0;
-    const size_t size = 4 + dirSize + (attr ? 4 + kFattr3Size : 4) + (handle || rootFh ? 4 + OpaqueSize(fhLength) : 4);
-    if (used_ + size + kDirlistTail > budget) return false;
+    f->fhLength = f->handle ? kHandleHeader + f->kernel.len + kHandleTag : f->rootFh ? share->rootHandle.size() : 0;
+    f->size = 4 + f->dirSize + (f->attr ? 4 + kFattr3Size : 4) + (f->handle || f->rootFh ? 4 + OpaqueSize(f->fhLength) : 4);
+  }
 
-    uint8_t* p = p_;
+  /** Writes f's entryplus3 (f->size bytes) at p. */
+  uint8_t* Encode(uint8_t* p, const Found& f) const {
     p = Put32(p, 1);  // value follows
-    p = Put64(p, JsUint64(fileid));
-    p = PutOpaque(p, name, nameLength);
-    p = Put64(p, static_cast<uint64_t>(d->d_off));
-    if (attr) {
+    p = Put64(p, JsUint64(f.fileid));
+    p = PutOpaque(p, f.name, f.nameLength);
+    p = Put64(p, f.cookie);
+    if (f.attr) {
       p = Put32(p, 1);
-      p = PutFattr3(p, *attr, share->fsid);
+      p = PutFattr3(p, *f.attr, share->fsid);
     } else {
       p = Put32(p, 0);
     }
-    if (handle) {
+    if (f.handle) {
       p = Put32(p, 1);
-      p = Put32(p, static_cast<uint32_t>(fhLength));
-      PutNfsHandle(p, share->hmac, share->key, kernel.type, kernel.bytes, kernel.len);
-      p += fhLength;
-      for (size_t i = XdrPad(fhLength); i > 0; i--) *p++ = 0;
-    } else if (rootFh) {
+      p = Put32(p, static_cast<uint32_t>(f.fhLength));
+      PutNfsHandle(p, share->hmac, share->key, f.kernel.type, f.kernel.bytes, f.kernel.len);
+      p += f.fhLength;
+      for (size_t i = XdrPad(f.fhLength); i > 0; i--) *p++ = 0;
+    } else if (f.rootFh) {
       p = Put32(p, 1);
-      p = PutOpaque(p, rootFh, fhLength);
+      p = PutOpaque(p, f.rootFh, f.fhLength);
     } else {
       p = Put32(p, 0);
     }
-    p_ = p;
+    return p;
+  }
+
+  /** Whether an entry of these sizes fits the reply's budgets (maxcount, dircount). */
+  bool Fits(size_t size, size_t dirSize) const {
+    if (count > 0 && dircount != 0 && dirUsed_ + dirSize > dircount) return false;
+    return used_ + size + kDirlistTail <= budget;
+  }
+
+  void Account(uint8_t* end, size_t size, size_t dirSize) {
+    p_ = end;
     used_ += size;
     dirUsed_ += dirSize;
     count++;
+  }
+
+  /** Looks up and writes one entryplus3 if it fits; false (nothing written) if not. */
+  bool AddEntry(int dirfd, const char* name, size_t nameLength, uint64_t dIno, uint64_t dOff) {
+    const size_t dirSize = DirSizeOf(nameLength);
+    // the smallest this entry can be (no attributes, no handle): no lookup for one that cannot fit
+    if (!Fits(4 + dirSize + 4 + 4, dirSize)) return false;
+    Found f;
+    Look(dirfd, name, nameLength, dIno, dOff, &f);
+    if (!Fits(f.size, f.dirSize)) return false;
+    Account(Encode(p_, f), f.size, f.dirSize);
+    return true;
+  }
+
+  // ---- the listing cache (listing_cache.h)
+
+  /**
+   * Answers from the share's cached listing of the directory (filling it first when the directory
+   * is listed again), as the caller; false when the listing must be read as usual (nothing of the
+   * reply written then). `st` is the directory's fstat of this call.
+   */
+  bool ServeCached(const struct stat& st) {
+    // The caller's right to list it, and to look its entries up, checked here on every call: the
+    // uncached path would open it for reading and fstatat in it.
+    if (faccessat(fd, "", R_OK | X_OK, AT_EMPTY_PATH | AT_EACCESS) != 0) return false;
+    const uint64_t now = MonotonicNs();
+    const uint64_t ttl = static_cast<uint64_t>(share->listingCacheMs) * 1'000'000u;
+    const DirIdentity identity = DirIdentity::Of(st);
+    ListingRef listing = listing_cache::Find(share->id, st.st_dev, st.st_ino);
+    const bool valid = listing && listing->dir == identity &&
+                       now - listing->filledNs < (listing->uncacheable ? listing_cache::kUncacheableNs : ttl) &&
+                       !ChangedSince(st.st_dev, st.st_ino, listing->filledNs);
+    if (!valid) {
+      if (Racy(st) || !listing_cache::ClaimFill(share->id, st.st_dev, st.st_ino, now, ttl)) return false;
+      listing = Fill(st, now);
+      if (!listing) return false;
+    }
+    if (listing->uncacheable) return false;
+    if (!ServeFrom(*listing, st)) return false;
+    listing_cache::CountHit();
+    return true;
+  }
+
+  /** The directory changed within kRacyNs (by the realtime clock its ctime comes from), or will. */
+  static bool Racy(const struct stat& st) {
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    const int64_t ageNs = (static_cast<int64_t>(now.tv_sec) - st.st_ctim.tv_sec) * 1'000'000'000LL +
+                          (now.tv_nsec - st.st_ctim.tv_nsec);
+    return ageNs < static_cast<int64_t>(listing_cache::kRacyNs);
+  }
+
+  /** Reads the whole directory into a new listing and stores it; null if it cannot be read. */
+  ListingRef Fill(const struct stat& st, uint64_t startNs) {
+    auto listing = std::make_shared<Listing>();
+    listing->shareId = share->id;
+    listing->dir = DirIdentity::Of(st);  // taken before the entries: a change while filling shows
+    listing->filledNs = startNs;         // a MarkChanged from now on re-looks its entry up
+    Fd dir;
+    OptStat unused;
+    if (OpenListing(fd, 0, &dir, &unused) != 0) {
+      listing_cache::Abandon(share->id, st.st_dev, st.st_ino, static_cast<uint64_t>(share->listingCacheMs) * 1'000'000u);
+      return nullptr;
+    }
+    StatFdOpt(dir.get(), &listed_);
+    atRoot_ = AtRoot(listed_);
+    listing->atRoot = atRoot_;
+    DirentReader dirents(4096);
+    bool done = false;
+    while (!done) {
+      const long n = dirents.Read(dir.get());
+      if (n < 0) {
+        listing_cache::Abandon(share->id, st.st_dev, st.st_ino, static_cast<uint64_t>(share->listingCacheMs) * 1'000'000u);
+        return nullptr;
+      }
+      if (n == 0) break;
+      for (long pos = 0; pos < n && !done; pos += reinterpret_cast<const LinuxDirent64*>(dirents.data() + pos)->d_reclen) {
+        const auto* d = reinterpret_cast<const LinuxDirent64*>(dirents.data() + pos);
+        if (listing->entries.size() >= listing_cache::kMaxListingEntries || listing->blob.size() >= listing_cache::kMaxListingBytes ||
+            !listing->after.emplace(static_cast<uint64_t>(d->d_off), static_cast<uint32_t>(listing->entries.size() + 1)).second) {
+          listing->uncacheable = true;  // too large, or two entries share a cookie
+          done = true;
+          break;
+        }
+        Found f;
+        Look(dir.get(), d->d_name, std::strlen(d->d_name), d->d_ino, static_cast<uint64_t>(d->d_off), &f);
+        CachedEntry c;
+        c.offset = static_cast<uint32_t>(listing->blob.size());
+        c.size = static_cast<uint32_t>(f.size);
+        c.dirSize = static_cast<uint32_t>(f.dirSize);
+        c.nameLength = static_cast<uint32_t>(f.nameLength);
+        c.dIno = d->d_ino;
+        c.cookie = f.cookie;
+        c.object = f.found.ok;
+        if (f.found.ok) {
+          c.objDev = f.found.st.st_dev;
+          c.objIno = f.found.st.st_ino;
+        }
+        listing->blob.resize(c.offset + f.size);
+        Encode(listing->blob.data() + c.offset, f);
+        listing->entries.push_back(c);
+      }
+    }
+    if (listing->uncacheable) {
+      listing->blob = {};
+      listing->entries = {};
+      listing->after = {};
+    } else {
+      listing->blob.shrink_to_fit();
+      listing->entries.shrink_to_fit();
+    }
+    listing_cache::Store(listing);
+    return listing;
+  }
+
+  /** This call's reply from `listing`; false (nothing written) when its cookie is not one of it. */
+  bool ServeFrom(const Listing& listing, const struct stat& st) {
+    size_t i = 0;
+    if (cookie != 0) {
+      auto it = listing.after.find(cookie);
+      if (it == listing.after.end()) return false;
+      i = it->second;
+    }
+    listed_.ok = true;
+    listed_.st = st;
+    dirStat = listed_;
+    atRoot_ = listing.atRoot;
+    if (!Header()) return true;
+    p_ = out;
+    bool unfit = false;
+    const size_t n = listing.entries.size();
+    for (; i < n; i++) {
+      if (count >= maxEntries) break;
+      const CachedEntry& c = listing.entries[i];
+      if (c.object && ChangedSince(c.objDev, c.objIno, listing.filledNs)) {
+        // changed through this gateway since the fill: this entry as it is now
+        const std::string name(reinterpret_cast<const char*>(listing.blob.data()) + c.offset + 16, c.nameLength);
+        if (!AddEntry(fd, name.c_str(), c.nameLength, c.dIno, c.cookie)) {
+          unfit = true;
+          break;
+        }
+        continue;
+      }
+      if (!Fits(c.size, c.dirSize)) {
+        unfit = true;
+        break;
+      }
+      std::memcpy(p_, listing.blob.data() + c.offset, c.size);
+      Account(p_ + c.size, c.size, c.dirSize);
+    }
+    eof = i == n;
+    Finish(unfit);
     return true;
   }
 
@@ -507,6 +703,25 @@ Napi::Value EncodeFattr3(const Napi::CallbackInfo& info) {
   return Napi::Buffer<uint8_t>::Copy(env, out, sizeof out);
 }
 
+// listingCacheStats() -> { hits, fills, bytes, listings }: READDIRPLUS replies served from the
+// listing cache, listings filled, and what the cache holds now (metrics and tests).
+Napi::Value ListingCacheStats(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const listing_cache::Stats st = listing_cache::GetStats();
+  Napi::Object o = Napi::Object::New(env);
+  Put(o, "hits", Napi::Number::New(env, static_cast<double>(st.hits)));
+  Put(o, "fills", Napi::Number::New(env, static_cast<double>(st.fills)));
+  Put(o, "bytes", Napi::Number::New(env, static_cast<double>(st.bytes)));
+  Put(o, "listings", Napi::Number::New(env, static_cast<double>(st.listings)));
+  return o;
+}
+
+// listingCacheClear(): drops every cached listing (tests).
+Napi::Value ListingCacheClear(const Napi::CallbackInfo& info) {
+  listing_cache::Clear();
+  return info.Env().Undefined();
+}
+
 }  // namespace
 
 void InitReaddir(Napi::Env env, Napi::Object exports) {
@@ -517,6 +732,8 @@ void InitReaddir(Napi::Env env, Napi::Object exports) {
   Put(exports, "readdirPlusEncode", Napi::Function::New(env, ReaddirPlusEncode, "readdirPlusEncode"));
   Put(exports, "encodeNfsHandle", Napi::Function::New(env, EncodeNfsHandle, "encodeNfsHandle"));
   Put(exports, "encodeFattr3", Napi::Function::New(env, EncodeFattr3, "encodeFattr3"));
+  Put(exports, "listingCacheStats", Napi::Function::New(env, ListingCacheStats, "listingCacheStats"));
+  Put(exports, "listingCacheClear", Napi::Function::New(env, ListingCacheClear, "listingCacheClear"));
 }
 
 }  // namespace manila

@@ -22,6 +22,12 @@ export interface BackendCommon {
   unmountGraceMs: number;
   /** Bound on the mount command. */
   mountTimeoutMs: number;
+  /**
+   * READDIRPLUS answers from a listing of a directory read at most this long ago (0: never): the
+   * bound on how stale its entries' attributes may be after a change made outside this gateway.
+   * Changes made through the gateway are seen at once (native-bridges/src/listing_cache.h).
+   */
+  listingCacheMs: number;
 }
 
 export interface LocalBackend extends BackendCommon {
@@ -91,6 +97,10 @@ export const BACKEND_DEFAULTS = {
   remountAfterMs: 60_000,
   unmountGraceMs: 300_000,
   mountTimeoutMs: 60_000,
+  // 1 s, as GlusterFS's FUSE client keeps attributes by default (attribute-timeout=1); a Linux NFS
+  // client keeps them 3-60 s itself. Without it a repeated listing of 10,000 entries costs 20,000
+  // system calls: 0.22x NFS-Ganesha, which serves it from its own cache (BENCHMARKS.md).
+  listingCacheMs: 1_000,
 } as const;
 
 const HOST = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9][A-Za-z0-9.-]{0,252}|[0-9A-Fa-f:]+)(:[0-9]{1,5})?$/;
@@ -112,6 +122,7 @@ const COMMON_FIELDS: Record<string, [keyof BackendCommon, number, number, number
   remount_after_s: ['remountAfterMs', 1000, 0.1, 86_400],
   unmount_grace_s: ['unmountGraceMs', 1000, 0, 86_400],
   mount_timeout_s: ['mountTimeoutMs', 1000, 1, 3600],
+  listing_cache_ms: ['listingCacheMs', 1, 0, 60_000],
 };
 
 const TYPE_FIELDS: Record<BackendType, string[]> = {

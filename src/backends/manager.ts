@@ -135,6 +135,11 @@ export class BackendManager {
     return this.backends.get(id)?.gate;
   }
 
+  /** The backend's listing_cache_ms (0 for an unknown backend). */
+  listingCacheMsOf(id: string): number {
+    return this.backends.get(id)?.config.listingCacheMs ?? 0;
+  }
+
   /**
    * Whether a share may be the backend's root directory. Not on GlusterFS: its root holds the
    * aux-gfid door (.gfid/<uuid>) to every object of the volume.

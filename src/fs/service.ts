@@ -111,6 +111,8 @@ export interface BackendRoots {
   gateOf?(backend: string): BackendGate | undefined;
   /** Whether a share may be the whole backend (default yes). */
   rootShareAllowed?(backend: string): boolean;
+  /** How long READDIRPLUS may answer from a cached listing of a directory (default 0: never). */
+  listingCacheMsOf?(backend: string): number;
 }
 
 /** An error of the backend layer (it has a string code): the share cannot be reached now. */
@@ -1127,6 +1129,7 @@ export class ShareFileService implements NfsFileService, MountService {
         ino: share.ino,
         handle: share.handle,
         fsid: share.fsid,
+        listingCacheMs: this.backends.listingCacheMsOf?.(share.backend) ?? 0,
       });
       this.nativeContexts.set(share, context);
     }

@@ -79,6 +79,8 @@ export interface MetricsSources {
   backends?: () => readonly BackendHealth[];
   /** The native worker pool: threads started so far and the most it may start. */
   workerThreads?: () => { threads: number; maxThreads: number };
+  /** The READDIRPLUS listing cache: replies served from it, listings filled, bytes held. */
+  listingCache?: () => { hits: number; fills: number; bytes: number };
   logger?: Logger;
 }
 
@@ -402,6 +404,28 @@ export function createMetrics(sources: MetricsSources = {}): GatewayMetrics {
     const source = sources.workerThreads;
     scrapeGauge('worker_threads', 'Threads the native worker pool has started (guests\' filesystem operations run on them)', () => source().threads);
     scrapeGauge('worker_threads_max', 'The most threads the native worker pool may start (MANILA_POOL_THREADS)', () => source().maxThreads);
+  }
+  if (sources.listingCache) {
+    const source = sources.listingCache;
+    // The addon counts; a counter takes the difference since the last scrape.
+    const scrapeCounter = (name: string, help: string, value: () => number): void => {
+      let seen = 0;
+      new Counter({
+        name: `${METRIC_PREFIX}${name}`,
+        help,
+        registers,
+        collect() {
+          const got = read(name, value);
+          if (got.ok && got.value > seen) {
+            this.inc(got.value - seen);
+            seen = got.value;
+          }
+        },
+      });
+    };
+    scrapeCounter('listing_cache_hits_total', 'READDIRPLUS replies served from the listing cache', () => source().hits);
+    scrapeCounter('listing_cache_fills_total', 'Directories read whole into the listing cache', () => source().fills);
+    scrapeGauge('listing_cache_bytes', 'Memory the READDIRPLUS listing cache holds', () => source().bytes);
   }
   if (sources.grantsFailed) scrapeGauge('grants_failed', 'Grants pushed by the controller that this node could not apply', sources.grantsFailed);
 

@@ -160,6 +160,18 @@ export interface NativeShareInfo {
   handle: Buffer;
   /** The fsid of every fattr3 of the share. */
   fsid: bigint;
+  /**
+   * How long readdirPlusEncode may answer from a listing of a directory read earlier (the
+   * backend's listing_cache_ms; 0 or absent: never). See native-bridges/src/listing_cache.h.
+   */
+  listingCacheMs?: number;
+}
+
+export interface ListingCacheStats {
+  hits: number;
+  fills: number;
+  bytes: number;
+  listings: number;
 }
 
 /** A share's NativeShareInfo parsed once by the addon (shareContext): opaque to JS. */
@@ -390,6 +402,10 @@ export interface FsBridge {
   /** Diagnostics: the effective capabilities (bit mask) of a thread acting as `creds`. */
   /** The native worker pool (pool.cc): threads started so far, and the bound (MANILA_POOL_THREADS). */
   poolStats(): { threads: number; maxThreads: number };
+  /** The READDIRPLUS listing cache: replies served from it, listings filled, and what it holds now. */
+  listingCacheStats(): ListingCacheStats;
+  /** Tests: drops every cached listing. */
+  listingCacheClear(): void;
   effectiveCaps(creds: Uint32Array | null): Promise<{ err: number; effective: bigint }>;
   /** Raise RLIMIT_NOFILE's soft limit to its hard limit; returns the new soft limit. */
   raiseFileLimit(): number;
@@ -408,6 +424,6 @@ let loaded: FsBridge | undefined;
 
 /** The file system half of the native addon (npm install builds it with node-gyp). */
 export function fsBridge(): FsBridge {
-  loaded ??= loadAddon(['nameToHandle', 'openByHandle', 'readdir', 'readdirPlusEncode', 'raiseFileLimit', 'registerGfidMount', 'poolStats', 'readToPipe', 'sendSpliced', 'shareContext', 'getattrEncode', 'lookupEncode', 'readEncode']) as unknown as FsBridge;
+  loaded ??= loadAddon(['nameToHandle', 'openByHandle', 'readdir', 'readdirPlusEncode', 'raiseFileLimit', 'registerGfidMount', 'poolStats', 'listingCacheStats', 'readToPipe', 'sendSpliced', 'shareContext', 'getattrEncode', 'lookupEncode', 'readEncode']) as unknown as FsBridge;
   return loaded;
 }

@@ -102,6 +102,8 @@ t.test('bad fields are named', async (t) => {
     ['nfs unknown field', (c) => c.backends.push({ id: 'c', type: 'nfs', server: 'filer', export: '/ifs', volume: 'x' }), /^backends\[1\]\.volume: is not a known field for a nfs backend/],
     ['op timeout range', (c) => (c.backends[0].op_timeout_ms = 10), /^backends\[0\]\.op_timeout_ms: must be a whole number from 50 to 600000/],
     ['max inflight range', (c) => (c.backends[0].max_inflight = 0), /^backends\[0\]\.max_inflight: must be a whole number from 1 to 1024/],
+    ['listing cache range', (c) => (c.backends[0].listing_cache_ms = 60_001), /^backends\[0\]\.listing_cache_ms: must be a whole number from 0 to 60000/],
+    ['listing cache type', (c) => (c.backends[0].listing_cache_ms = '1s'), /^backends\[0\]\.listing_cache_ms: must be a whole number from 0 to 60000/],
   ];
   for (const [name, mutate, expected] of cases) {
     const raw = base();
@@ -172,7 +174,7 @@ t.test('backends: every type with its fields, defaults filled in', async (t) => 
       runtime_dir: '/run/mg',
       listen: { tcp: [{ host: '127.0.0.1', port: 0 }] },
       backends: [
-        { id: 'l', type: 'local', path: 'shares', max_inflight: 4, op_timeout_ms: 500, health_interval_s: 0.5 },
+        { id: 'l', type: 'local', path: 'shares', max_inflight: 4, op_timeout_ms: 500, health_interval_s: 0.5, listing_cache_ms: 0 },
         { id: 'ck', type: 'cephfs', monitors: ['10.0.0.1:6789', '[fd00::1]:3300'], fs_name: 'cephfs', user: 'manila', secret_file: 'manila.secret', root: '/volumes/a/' },
         { id: 'cf', type: 'cephfs', client: 'fuse', user: 'manila', keyring_file: '/etc/ceph/k', conf_file: '/etc/ceph/ceph.conf' },
         { id: 'g', type: 'glusterfs', servers: ['gl1.example', 'gl2.example'], volume: 'vol0', options: ['log-level=WARNING'] },
@@ -185,8 +187,8 @@ t.test('backends: every type with its fields, defaults filled in', async (t) => 
   );
   t.equal(config.runtimeDir, '/run/mg');
   const [local, kernel, fuse, gluster, gpfs, nfs] = config.backends;
-  t.match(local, { type: 'local', path: '/etc/mg/shares', maxInflight: 4, opTimeoutMs: 500, healthIntervalMs: 500, healthTimeoutMs: 5000, unmountGraceMs: 300000 });
-  t.match(kernel, { type: 'cephfs', client: 'kernel', secretFile: '/etc/mg/manila.secret', root: '/volumes/a/', fsName: 'cephfs', maxInflight: 32, opTimeoutMs: 10000 });
+  t.match(local, { type: 'local', path: '/etc/mg/shares', maxInflight: 4, opTimeoutMs: 500, healthIntervalMs: 500, healthTimeoutMs: 5000, unmountGraceMs: 300000, listingCacheMs: 0 });
+  t.match(kernel, { type: 'cephfs', client: 'kernel', secretFile: '/etc/mg/manila.secret', root: '/volumes/a/', fsName: 'cephfs', maxInflight: 32, opTimeoutMs: 10000, listingCacheMs: 1000 });
   t.match(fuse, { type: 'cephfs', client: 'fuse', monitors: [], keyringFile: '/etc/ceph/k', root: '/' });
   t.match(gluster, { type: 'glusterfs', servers: ['gl1.example', 'gl2.example'], volume: 'vol0' });
   t.match(gpfs, { type: 'gpfs', device: 'gpfs0', mountpoint: '/gpfs/fs0', mmmount: true, binDir: '/usr/lpp/mmfs/bin' });

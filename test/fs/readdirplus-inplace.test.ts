@@ -14,11 +14,10 @@ import { fsBridge } from '../../src/native/fsbridge.js';
 import { ShareFileService } from '../../src/fs/service.js';
 import type { NfsFileService } from '../../src/fs/types.js';
 import { AuthFlavor } from '../../src/rpc/types.js';
-import { XdrReader, XdrWriter } from '../../src/rpc/xdr.js';
-import { readdirplus, READDIRPLUS_HEADER_MAX } from '../../src/nfs3/readdirplus.js';
+import { READDIRPLUS_HEADER_MAX } from '../../src/nfs3/readdirplus.js';
 import { Nfs3Status } from '../../src/nfs3/types.js';
-import { Bytes, makeCall } from '../nfs3/fixtures/helpers.js';
 import { PEER, alphaGrants, mountInside } from '../helpers/inplace-share.js';
+import { type Page, allNames, callReaddirplus, compareListing as compareWith, difference, parsePage } from '../helpers/readdirplus-pages.js';
 
 const isRoot = process.getuid?.() === 0;
 const dir = realpathSync(mkdtempSync(path.join(os.tmpdir(), 'mg-rdp-inplace-')));
@@ -75,90 +74,11 @@ async function fhOf(dirFh: Buffer, name: string): Promise<Buffer> {
   return found.handle!;
 }
 
-/** One READDIRPLUS reply (from the status word), through the program handler, behind a 28-byte RPC header. */
-async function call(fs: NfsFileService, fh: Buffer, cookie: bigint, verf: Buffer, dircount: number, maxcount: number): Promise<Buffer> {
-  const args = new Bytes().opaque(fh).u64(cookie).fixed(verf).u32(dircount).u32(maxcount).get();
-  const reply = new XdrWriter(64);
-  for (let i = 0; i < 7; i++) reply.uint32(0xdeadbeef);
-  await readdirplus(fs)(makeCall(args, { peer: PEER }), reply);
-  return Buffer.from(reply.result().subarray(28));
-}
-
-interface Page {
-  status: number;
-  names: Buffer[];
-  lastCookie: bigint | null;
-  eof: boolean;
-  verf: Buffer;
-  withAttr: Set<string>;
-  withHandle: Set<string>;
-}
-
-function parse(reply: Buffer): Page {
-  const r = new XdrReader(reply);
-  const status = r.uint32();
-  if (r.bool()) r.opaqueFixed(84);
-  const page: Page = { status, names: [], lastCookie: null, eof: false, verf: Buffer.alloc(8), withAttr: new Set(), withHandle: new Set() };
-  if (status !== 0) return page;
-  page.verf = Buffer.from(r.opaqueFixed(8));
-  while (r.bool()) {
-    r.uint64();
-    const name = Buffer.from(r.opaque(255));
-    page.lastCookie = r.uint64();
-    if (r.bool()) {
-      r.opaqueFixed(84);
-      page.withAttr.add(name.toString('latin1'));
-    }
-    if (r.bool()) {
-      r.opaque(64);
-      page.withHandle.add(name.toString('latin1'));
-    }
-    page.names.push(name);
-  }
-  page.eof = r.bool();
-  t.equal(r.remaining, 0, 'nothing after eof');
-  return page;
-}
-
-/**
- * Lists `fh` to the end both ways with these budgets, comparing every reply; returns the pages.
- * Stops early at a reply that is not NFS3_OK (compared too).
- */
-async function compareListing(t: Test, fh: Buffer, dircount: number, maxcount: number, what: string): Promise<Page[]> {
-  const pages: Page[] = [];
-  let cookie = 0n;
-  let verf = Buffer.alloc(8);
-  for (let n = 0; n < 10_000; n++) {
-    const js = await call(jsPath, fh, cookie, verf, dircount, maxcount);
-    const native = await call(service, fh, cookie, verf, dircount, maxcount);
-    if (!native.equals(js)) {
-      t.fail(`${what}: page ${n} (cookie ${cookie}) differs: ${difference(native, js)}`);
-      return pages;
-    }
-    t.ok(native.length <= Math.max(maxcount, 92), `${what}: page ${n} within maxcount`);
-    const page = parse(native);
-    pages.push(page);
-    if (page.status !== 0 || page.eof) return pages;
-    if (page.lastCookie === null) {
-      t.fail(`${what}: page ${n} has no entries and no eof`);
-      return pages;
-    }
-    cookie = page.lastCookie;
-    verf = page.verf;
-  }
-  t.fail(`${what}: no eof`);
-  return pages;
-}
-
-/** Where two replies part, for a failure message. */
-function difference(native: Buffer, js: Buffer): string {
-  let at = 0;
-  while (at < native.length && at < js.length && native[at] === js[at]) at++;
-  const around = (b: Buffer) => b.subarray(at, at + 16).toString('hex');
-  return `${native.length} bytes in place, ${js.length} in JS; from byte ${at}: ${around(native)} / ${around(js)}`;
-}
-
-const allNames = (pages: Page[]) => pages.flatMap((p) => p.names.map((n) => n.toString('latin1')));
+const call = (fs: NfsFileService, fh: Buffer, cookie: bigint, verf: Buffer, dircount: number, maxcount: number): Promise<Buffer> =>
+  callReaddirplus(fs, PEER, fh, cookie, verf, dircount, maxcount);
+const parse = (reply: Buffer): Page => parsePage(t, reply);
+const compareListing = (t: Test, fh: Buffer, dircount: number, maxcount: number, what: string): Promise<Page[]> =>
+  compareWith(t, jsPath, service, PEER, fh, dircount, maxcount, what);
 
 t.before(async () => {
   await new Promise<void>((resolve) => server.listen(path.join(shareDir, 'sock'), resolve));

@@ -135,12 +135,22 @@ t.test('scrape-time gauges follow their sources; process metrics; two registries
     controller: () => controller,
     backends: () => backends,
     workerThreads: () => ({ threads: 3, maxThreads: 64 }),
+    listingCache: () => listingCache,
   });
   const other = createMetrics();
+  let listingCache = { hits: 40, fills: 2, bytes: 4096 };
 
   let s = parseExposition(await metrics.metrics());
   t.equal(value(s, 'manila_gateway_worker_threads'), 3);
   t.equal(value(s, 'manila_gateway_worker_threads_max'), 64);
+  t.equal(value(s, 'manila_gateway_listing_cache_hits_total'), 40);
+  t.equal(value(s, 'manila_gateway_listing_cache_fills_total'), 2);
+  t.equal(value(s, 'manila_gateway_listing_cache_bytes'), 4096);
+  listingCache = { hits: 45, fills: 3, bytes: 0 };
+  s = parseExposition(await metrics.metrics());
+  t.equal(value(s, 'manila_gateway_listing_cache_hits_total'), 45, 'the counter follows the addon\'s count');
+  t.equal(value(s, 'manila_gateway_listing_cache_fills_total'), 3);
+  t.equal(value(s, 'manila_gateway_listing_cache_bytes'), 0);
   t.same(series(s, 'manila_gateway_connections'), { 'transport=tcp': 2, 'transport=vsock': 0, 'transport=hybrid_vsock': 1 });
   t.same(series(s, 'manila_gateway_grants'), { 'source=static': 3, 'source=controller': 10 });
   t.equal(value(s, 'manila_gateway_grants_failed'), 2);
