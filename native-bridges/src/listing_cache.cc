@@ -151,6 +151,13 @@ ListingRef Find(uint64_t shareId, uint64_t dev, uint64_t ino) {
 bool ClaimFill(uint64_t shareId, uint64_t dev, uint64_t ino, uint64_t nowNs, uint64_t windowNs) {
   State& s = S();
   std::lock_guard<std::mutex> lock(s.mu);
+  // A walk over many directories, each listed once, leaves only sightings: forget them in bulk
+  // (a forgotten one only delays a fill) so the map stays bounded.
+  if (s.slots.size() >= kMaxSlots) {
+    for (auto it = s.slots.begin(); it != s.slots.end();) {
+      it = !it->second.listing && !it->second.filling ? s.slots.erase(it) : std::next(it);
+    }
+  }
   Slot& slot = s.slots[Key{shareId, dev, ino}];
   if (slot.filling || nowNs < slot.noFillBeforeNs) return false;
   const bool hot = slot.listing != nullptr || (slot.seenNs != 0 && nowNs - slot.seenNs <= windowNs);
@@ -176,7 +183,7 @@ void Store(ListingRef listing) {
   kept.listing = std::move(listing);
   kept.lastUsedNs = now;
   s.bytes += bytes;
-  s.fills++;
+  if (!kept.listing->uncacheable) s.fills++;
 }
 
 void Abandon(uint64_t shareId, uint64_t dev, uint64_t ino, uint64_t retryAfterNs) {

@@ -88,6 +88,7 @@ constexpr uint64_t kRacyNs = 1'000'000'000;       // a fill this close to the di
 constexpr size_t kMaxListingBytes = 16u << 20;    // one directory (about 60,000 entries)
 constexpr size_t kMaxListingEntries = 100'000;
 constexpr size_t kMaxCacheBytes = 64u << 20;      // all directories together
+constexpr size_t kMaxSlots = 16384;               // directories known at once (listings and sightings)
 constexpr uint64_t kUncacheableNs = 60'000'000'000ULL;  // how long a too-large directory is not filled again
 
 /** The listing of (share, dev, ino) if one is stored (any age: the caller validates it). */
