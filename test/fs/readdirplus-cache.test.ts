@@ -18,24 +18,17 @@ import { ShareFileService } from '../../src/fs/service.js';
 import type { NfsFileService } from '../../src/fs/types.js';
 import { AuthFlavor } from '../../src/rpc/types.js';
 import { CreateMode, Nfs3Status, StableHow, type Sattr3 } from '../../src/nfs3/types.js';
-import { PEER, alphaGrant, alphaGrants } from '../helpers/inplace-share.js';
+import { PEER, alphaGrant, alphaGrants, makeListingFixtures } from '../helpers/inplace-share.js';
 import { type Page, allNames, callReaddirplus, compareListing, parsePage } from '../helpers/readdirplus-pages.js';
 
 const native = fsBridge();
 const dir = realpathSync(mkdtempSync(path.join(os.tmpdir(), 'mg-rdp-cache-')));
 t.teardown(() => rmSync(dir, { recursive: true, force: true }));
 const shareDir = path.join(dir, 'exports', 'alpha');
-mkdirSync(path.join(shareDir, 'big'), { recursive: true });
-mkdirSync(path.join(shareDir, 'other'));
+mkdirSync(path.join(shareDir, 'other'), { recursive: true });
 chmodSync(shareDir, 0o777);
 for (const name of ['file', 'empty', 'n', 'nn', 'nnn', 'nnnn', 'L'.repeat(255)]) writeFileSync(path.join(shareDir, name), name === 'file' ? 'x'.repeat(5000) : '');
-for (let i = 0; i < 3000; i++) writeFileSync(path.join(shareDir, 'big', `e${i}-${'z'.repeat(i % 37)}`), '');
-mkdirSync(path.join(shareDir, 'noexec'));
-writeFileSync(path.join(shareDir, 'noexec', 'hidden'), '');
-mkdirSync(path.join(shareDir, 'noread'));
-writeFileSync(path.join(shareDir, 'noread', 'hidden'), '');
-chmodSync(path.join(shareDir, 'noexec'), 0o744);
-chmodSync(path.join(shareDir, 'noread'), 0o711);
+makeListingFixtures(shareDir);
 
 const { grants, codec } = alphaGrants(dir);
 // beta: alpha's directory bind-mounted as another share (another guest's): the same dev and ino,

@@ -16,7 +16,7 @@ import type { NfsFileService } from '../../src/fs/types.js';
 import { AuthFlavor } from '../../src/rpc/types.js';
 import { READDIRPLUS_HEADER_MAX } from '../../src/nfs3/readdirplus.js';
 import { Nfs3Status } from '../../src/nfs3/types.js';
-import { PEER, alphaGrants, mountInside } from '../helpers/inplace-share.js';
+import { PEER, alphaGrants, makeListingFixtures, mountInside } from '../helpers/inplace-share.js';
 import { type Page, allNames, callReaddirplus, compareListing as compareWith, difference, parsePage } from '../helpers/readdirplus-pages.js';
 
 const isRoot = process.getuid?.() === 0;
@@ -24,7 +24,6 @@ const dir = realpathSync(mkdtempSync(path.join(os.tmpdir(), 'mg-rdp-inplace-')))
 t.teardown(() => rmSync(dir, { recursive: true, force: true }));
 const shareDir = path.join(dir, 'exports', 'alpha');
 mkdirSync(path.join(shareDir, 'sub', 'deeper'), { recursive: true });
-mkdirSync(path.join(shareDir, 'big'));
 chmodSync(shareDir, 0o755);
 
 // every type, and names of every length modulo 4, up to NAME_MAX, some not UTF-8
@@ -38,14 +37,8 @@ for (let n = 1; n <= 9; n++) writeFileSync(path.join(shareDir, 'n'.repeat(n)), '
 writeFileSync(path.join(shareDir, 'L'.repeat(255)), '');
 writeFileSync(Buffer.concat([Buffer.from(shareDir + '/'), Buffer.from([0xff, 0xfe, 0x41])]), 'not utf-8');
 writeFileSync(path.join(shareDir, 'sub', 'inner'), '');
-for (let i = 0; i < 3000; i++) writeFileSync(path.join(shareDir, 'big', `e${i}-${'z'.repeat(i % 37)}`), '');
-// listable but not searchable, and neither, by the caller (uid 1000 in makeCall)
-mkdirSync(path.join(shareDir, 'noexec'));
-writeFileSync(path.join(shareDir, 'noexec', 'hidden'), '');
-mkdirSync(path.join(shareDir, 'noread'));
-writeFileSync(path.join(shareDir, 'noread', 'hidden'), '');
-chmodSync(path.join(shareDir, 'noexec'), 0o744);
-chmodSync(path.join(shareDir, 'noread'), 0o711);
+// big/, and noexec/ and noread/ for the caller (uid 1000 in makeCall)
+makeListingFixtures(shareDir);
 
 const server = net.createServer();
 t.teardown(() => server.close());

@@ -1,7 +1,7 @@
 // The share both in-place encoding tests serve (test/fs/readdirplus-inplace.test.ts and
 // attr-inplace.test.ts): `alpha` under dir/exports, granted rw to one TCP guest, and a tmpfs
 // mounted inside it when the tests run as root.
-import { mkdirSync } from 'node:fs';
+import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import type { Test } from 'tap';
@@ -22,6 +22,21 @@ export function alphaGrants(dir: string): { grants: GrantTable; codec: HandleCod
   const grants = new GrantTable();
   grants.upsert(alphaGrant);
   return { grants, codec: new HandleCodec(loadHandleSecret(path.join(dir, 'state'))) };
+}
+
+/**
+ * The directories both READDIRPLUS tests list: big/ (3000 entries, names of every padding), and
+ * noexec/ (listable, not searchable) and noread/ (searchable, not listable) by a caller who is not
+ * their owner, each holding `hidden`.
+ */
+export function makeListingFixtures(shareDir: string): void {
+  mkdirSync(path.join(shareDir, 'big'), { recursive: true });
+  for (let i = 0; i < 3000; i++) writeFileSync(path.join(shareDir, 'big', `e${i}-${'z'.repeat(i % 37)}`), '');
+  for (const [sub, mode] of [['noexec', 0o744], ['noread', 0o711]] as const) {
+    mkdirSync(path.join(shareDir, sub));
+    writeFileSync(path.join(shareDir, sub, 'hidden'), '');
+    chmodSync(path.join(shareDir, sub), mode);
+  }
 }
 
 /**
