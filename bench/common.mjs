@@ -91,7 +91,9 @@ export async function startGateway({ dir, exportsDir, track, metrics = false, lo
   ].join('\n'));
   const env = { ...process.env };
   delete env.NODE_OPTIONS;
-  const child = track(spawn(process.execPath, ['--initial-heap-size=128', '--max-semi-space-size=64', cli, 'serve', '--config', config], { env, stdio: ['ignore', 'pipe', 'pipe'] }));
+  // MANILA_BENCH_NODE_FLAGS: more V8/Node flags for our daemon, to compare settings (A/B runs)
+  const extraFlags = (process.env.MANILA_BENCH_NODE_FLAGS ?? '').split(/\s+/).filter(Boolean);
+  const child = track(spawn(process.execPath, ['--initial-heap-size=128', '--max-semi-space-size=64', ...extraFlags, cli, 'serve', '--config', config], { env, stdio: ['ignore', 'pipe', 'pipe'] }));
   const output = [];
   const problems = [];
   return await new Promise((resolve, reject) => {

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <linux/capability.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <sys/resource.h>
 #include <sys/statfs.h>
 #include <sys/syscall.h>
@@ -404,6 +405,34 @@ Napi::Value Statfs(const Napi::CallbackInfo& info) {
   return StartOp(info.Env(), std::move(op));
 }
 
+// ------------------------------------------------------------------------------ trimMemory
+
+// glibc keeps memory freed by the daemon's threads in its arenas (the main thread's brk heap and
+// one per pool thread), fragmented by buffers of many lifetimes: under a rotating mixed load the
+// RSS crept up by tens of MiB that were free (a soak here: malloc_trim gave back 29 of 324 MiB).
+// malloc_trim(0) hands free pages inside every arena back to the kernel; it runs on a pool thread,
+// so the event loop waits for no arena lock it takes.
+struct TrimMemoryOp {
+  double seconds = 0;
+  bool released = false;
+
+  void Run() {
+    struct timespec a, b;
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    released = malloc_trim(0) == 1;
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    seconds = static_cast<double>(b.tv_sec - a.tv_sec) + static_cast<double>(b.tv_nsec - a.tv_nsec) / 1e9;
+  }
+  Napi::Value Build(Napi::Env env) {
+    Napi::Object o = Napi::Object::New(env);
+    Put(o, "released", Napi::Boolean::New(env, released));
+    Put(o, "seconds", Napi::Number::New(env, seconds));
+    return o;
+  }
+};
+
+Napi::Value TrimMemory(const Napi::CallbackInfo& info) { return StartOp(info.Env(), TrimMemoryOp()); }
+
 // ------------------------------------------------------------------------------ beneath
 
 // Whether a directory still lies beneath a share root: walk ".." as the daemon until the root's
@@ -495,6 +524,7 @@ void InitHandles(Napi::Env env, Napi::Object exports) {
   Put(exports, "accessMask", Napi::Function::New(env, AccessMask, "accessMask"));
   Put(exports, "readlink", Napi::Function::New(env, Readlink, "readlink"));
   Put(exports, "fsync", Napi::Function::New(env, Fsync, "fsync"));
+  Put(exports, "trimMemory", Napi::Function::New(env, TrimMemory, "trimMemory"));
   Put(exports, "statfs", Napi::Function::New(env, Statfs, "statfs"));
   Put(exports, "raiseFileLimit", Napi::Function::New(env, RaiseFileLimit, "raiseFileLimit"));
 }

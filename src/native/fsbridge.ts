@@ -406,6 +406,8 @@ export interface FsBridge {
   listingCacheStats(): ListingCacheStats;
   /** Tests: drops every cached listing. */
   listingCacheClear(): void;
+  /** malloc_trim(0) on a pool thread: whether memory went back to the kernel, and how long it took. */
+  trimMemory(): Promise<{ released: boolean; seconds: number }>;
   effectiveCaps(creds: Uint32Array | null): Promise<{ err: number; effective: bigint }>;
   /** Raise RLIMIT_NOFILE's soft limit to its hard limit; returns the new soft limit. */
   raiseFileLimit(): number;
@@ -424,6 +426,6 @@ let loaded: FsBridge | undefined;
 
 /** The file system half of the native addon (npm install builds it with node-gyp). */
 export function fsBridge(): FsBridge {
-  loaded ??= loadAddon(['nameToHandle', 'openByHandle', 'readdir', 'readdirPlusEncode', 'raiseFileLimit', 'registerGfidMount', 'poolStats', 'listingCacheStats', 'readToPipe', 'sendSpliced', 'shareContext', 'getattrEncode', 'lookupEncode', 'readEncode']) as unknown as FsBridge;
+  loaded ??= loadAddon(['nameToHandle', 'openByHandle', 'readdir', 'readdirPlusEncode', 'raiseFileLimit', 'registerGfidMount', 'poolStats', 'listingCacheStats', 'trimMemory', 'readToPipe', 'sendSpliced', 'shareContext', 'getattrEncode', 'lookupEncode', 'readEncode']) as unknown as FsBridge;
   return loaded;
 }

@@ -819,3 +819,13 @@ t.test('owner override applies only to the current owner', async (t) => {
   const notMine = await nb.read(creds(1000, 1000), fd, buffer, 0, 16, 0n);
   t.equal(notMine.err, EACCES, 'after a chown away, the old owner is refused');
 });
+
+t.test('trimMemory: malloc_trim on a pool thread, after memory was freed', async (t) => {
+  const native = fsBridge();
+  // glibc says whether it released anything; the addon, how long the walk of the arenas took
+  const trim = await native.trimMemory();
+  t.type(trim.released, 'boolean');
+  t.ok(trim.seconds >= 0 && trim.seconds < 5, `took ${(trim.seconds * 1000).toFixed(2)} ms`);
+  const again = await Promise.all([native.trimMemory(), native.trimMemory()]);
+  t.equal(again.length, 2, 'concurrent trims both settle');
+});
