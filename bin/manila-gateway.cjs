@@ -1,6 +1,7 @@
 #!/usr/bin/env -S node --initial-heap-size=128 --max-semi-space-size=64
 // The command's entry point. Guests' filesystem operations run on the native addon's own worker
-// threads (native-bridges/src/pool.cc: up to MANILA_POOL_THREADS, default 256, started on demand),
+// threads (native-bridges/src/pool.cc: up to MANILA_POOL_THREADS, default 256, started on demand,
+// an idle one exiting after MANILA_POOL_IDLE_MS, default 30 s, down to 4),
 // not on libuv's threadpool, which is left to Node's own file and DNS work at its default size.
 //
 // --initial-heap-size=128 (on the line above, and wherever the daemon is started with `node`):

@@ -77,7 +77,7 @@ export interface MetricsSources {
   /** undefined when no controller is configured: no controller series are exported. */
   controller?: () => ControllerSnapshot | undefined;
   backends?: () => readonly BackendHealth[];
-  /** The native worker pool: threads started so far and the most it may start. */
+  /** The native worker pool: threads running now and the most it may run. */
   workerThreads?: () => { threads: number; maxThreads: number };
   /** The READDIRPLUS listing cache: replies served from it, listings filled, bytes held. */
   listingCache?: () => { hits: number; fills: number; bytes: number };
@@ -402,7 +402,7 @@ export function createMetrics(sources: MetricsSources = {}): GatewayMetrics {
   };
   if (sources.workerThreads) {
     const source = sources.workerThreads;
-    scrapeGauge('worker_threads', 'Threads the native worker pool has started (guests\' filesystem operations run on them)', () => source().threads);
+    scrapeGauge('worker_threads', 'Threads the native worker pool runs now (guests\' filesystem operations run on them)', () => source().threads);
     scrapeGauge('worker_threads_max', 'The most threads the native worker pool may start (MANILA_POOL_THREADS)', () => source().maxThreads);
   }
   if (sources.listingCache) {

@@ -400,7 +400,7 @@ export interface FsBridge {
    */
   beneath(pathFd: number, rootDev: number, rootIno: number): Promise<{ err: number; beneath: boolean }>;
   /** Diagnostics: the effective capabilities (bit mask) of a thread acting as `creds`. */
-  /** The native worker pool (pool.cc): threads started so far, and the bound (MANILA_POOL_THREADS). */
+  /** The native worker pool (pool.cc): threads running now (idle ones exit after MANILA_POOL_IDLE_MS), and the bound (MANILA_POOL_THREADS). */
   poolStats(): { threads: number; maxThreads: number };
   /** The READDIRPLUS listing cache: replies served from it, listings filled, and what it holds now. */
   listingCacheStats(): ListingCacheStats;

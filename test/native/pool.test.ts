@@ -1,4 +1,5 @@
 // The addon's worker pool (native-bridges/src/pool.cc): threads on demand up to MANILA_POOL_THREADS,
+// idle ones exiting after MANILA_POOL_IDLE_MS down to four,
 // and a thread that keeps the last caller's identity between operations must never let it reach
 // another caller, the daemon, or a thread it creates. Each case runs in a child process so the
 // pool size (the env var is read once per process) can be forced to one or two threads.
@@ -15,14 +16,14 @@ fs.chmodSync(base, 0o755);
 t.teardown(() => fs.rmSync(base, { recursive: true, force: true }));
 
 /** Runs `body` (CommonJS, `nb` is the addon, `c(...)` makes creds) in a child; its stdout JSON. */
-function run(threads: number, body: string): Record<string, unknown> {
+function run(threads: number, body: string, env: Record<string, string> = {}): Record<string, unknown> {
   const script = `
     const nb = require(${JSON.stringify(addon)});
     const c = (...a) => Uint32Array.from(a);
     const b = (s) => Buffer.from(s);
     (async () => { ${body} })().then((out) => process.stdout.write(JSON.stringify(out)), (e) => { console.error(e); process.exit(3); });
   `;
-  const r = spawnSync(process.execPath, ['-e', script], { env: { ...process.env, MANILA_POOL_THREADS: String(threads) }, encoding: 'utf8', timeout: 60_000 });
+  const r = spawnSync(process.execPath, ['-e', script], { env: { ...process.env, MANILA_POOL_THREADS: String(threads), ...env }, encoding: 'utf8', timeout: 60_000 });
   if (r.status !== 0) throw new Error(`child exited ${r.status ?? r.signal}: ${r.stderr}`);
   return JSON.parse(r.stdout) as Record<string, unknown>;
 }
@@ -78,6 +79,30 @@ t.test('threads start on demand, bounded; one started while another is a guest s
   t.same(out.guests, Array.from({ length: 16 }, (_, i) => (i % 3 === 0 ? 0 : EACCES)));
   t.same(out.daemon, Array(16).fill(0), 'every daemon read succeeds, whichever thread ran it');
   t.ok((out.stats as { threads: number }).threads <= 2, `threads ${JSON.stringify(out.stats)}`);
+});
+
+t.test('threads idle past MANILA_POOL_IDLE_MS exit, down to four; the pool goes on working', async (t) => {
+  const data = path.join(base, 'synced');
+  fs.writeFileSync(data, '');
+  const out = run(64, `
+    const f = (await nb.openPath(${JSON.stringify(data)}, 0)).fd;
+    const chunk = Buffer.alloc(2 << 20, 7);
+    // FILE_SYNC writes (an fsync each) keep their threads busy long enough for the queue to start more
+    const burst = async () => (await Promise.all(Array.from({ length: 12 }, (_, i) => nb.write(null, f, chunk, BigInt(i) * 2097152n, 2)))).map((w) => w.err);
+    const errs = await burst();
+    const busy = nb.poolStats().threads;
+    await new Promise((r) => setTimeout(r, 1500));
+    const idle = nb.poolStats().threads;
+    const guest = (await nb.read(c(1000, 1000), (await nb.openPath(${JSON.stringify(secret)}, 0)).fd, Buffer.alloc(4), 0, 4, 0n)).err;
+    const again = await burst();
+    return { errs, busy, idle, guest, again, after: nb.poolStats().threads };
+  `, { MANILA_POOL_IDLE_MS: '300' });
+  t.same(out.errs, Array(12).fill(0), 'the writes succeed');
+  t.ok((out.busy as number) > 4, `${out.busy} threads during the burst`);
+  t.equal(out.idle, 4, 'four left after 1.5 s without work');
+  t.equal(out.guest, 0, 'a guest\'s read on a remaining thread');
+  t.same(out.again, Array(12).fill(0), 'a second burst is served');
+  t.ok((out.after as number) >= 4, `${out.after} threads after it`);
 });
 
 t.test('the pool does not keep a process alive once its work is done', async (t) => {
