@@ -23,6 +23,12 @@ int StatFd(int fd, struct stat* st) {
 
 void StatFdOpt(int fd, OptStat* out) { out->ok = StatFd(fd, &out->st) == 0; }
 
+uint64_t MonotonicNs() {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000u + static_cast<uint64_t>(ts.tv_nsec);
+}
+
 int HandleAt(int dirfd, const char* name, int flags, HandleData* out) {
   union {
     struct file_handle fh;

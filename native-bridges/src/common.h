@@ -74,6 +74,9 @@ class Fd {
   int fd_ = -1;
 };
 
+/** CLOCK_MONOTONIC in nanoseconds. */
+uint64_t MonotonicNs();
+
 /** fstatat(fd, "", AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW); 0 or errno. */
 int StatFd(int fd, struct stat* st);
 /** As StatFd, into an OptStat (absent on failure). */

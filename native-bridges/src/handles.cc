@@ -417,11 +417,9 @@ struct TrimMemoryOp {
   bool released = false;
 
   void Run() {
-    struct timespec a, b;
-    clock_gettime(CLOCK_MONOTONIC, &a);
+    const uint64_t start = MonotonicNs();
     released = malloc_trim(0) == 1;
-    clock_gettime(CLOCK_MONOTONIC, &b);
-    seconds = static_cast<double>(b.tv_sec - a.tv_sec) + static_cast<double>(b.tv_nsec - a.tv_nsec) / 1e9;
+    seconds = static_cast<double>(MonotonicNs() - start) / 1e9;
   }
   Napi::Value Build(Napi::Env env) {
     Napi::Object o = Napi::Object::New(env);

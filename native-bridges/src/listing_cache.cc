@@ -1,20 +1,12 @@
 // The READDIRPLUS listing cache (listing_cache.h says what keeps a served listing true).
 #include "listing_cache.h"
 
-#include <time.h>
-
 #include <algorithm>
 #include <atomic>
 #include <iterator>
 #include <mutex>
 
 namespace manila {
-
-uint64_t MonotonicNs() {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000u + static_cast<uint64_t>(ts.tv_nsec);
-}
 
 namespace {
 
@@ -207,13 +199,6 @@ Stats GetStats() {
 }
 
 void CountHit() { g_hits.fetch_add(1, std::memory_order_relaxed); }
-
-void Clear() {
-  State& s = S();
-  std::lock_guard<std::mutex> lock(s.mu);
-  for (auto& [key, slot] : s.slots) DropListing(s, slot);
-  for (auto it = s.slots.begin(); it != s.slots.end();) it = it->second.filling ? std::next(it) : s.slots.erase(it);
-}
 
 }  // namespace listing_cache
 }  // namespace manila

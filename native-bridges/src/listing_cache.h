@@ -29,9 +29,6 @@
 
 namespace manila {
 
-/** CLOCK_MONOTONIC in nanoseconds. */
-uint64_t MonotonicNs();
-
 /** Notes that the object of `st` changed through this gateway now (lock-free, any thread). */
 void MarkChanged(const struct stat& st);
 /** MarkChanged of a stat that may be missing. */
@@ -110,8 +107,6 @@ struct Stats {
 };
 Stats GetStats();
 void CountHit();
-/** Drops every listing (tests). */
-void Clear();
 
 }  // namespace listing_cache
 

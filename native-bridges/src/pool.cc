@@ -25,23 +25,22 @@ constexpr unsigned kMaxThreads = 1024;
 constexpr unsigned kMinThreads = 4;
 constexpr unsigned kDefaultIdleExitMs = 30'000;
 
-std::chrono::milliseconds IdleExit() {
-  const char* text = std::getenv("MANILA_POOL_IDLE_MS");
-  if (text == nullptr || *text == '\0') return std::chrono::milliseconds(kDefaultIdleExitMs);
+/** A whole number from the environment variable `name` in [min, max] (clamped above), else `fallback`. */
+unsigned long EnvNumber(const char* name, unsigned long fallback, unsigned long min, unsigned long max) {
+  const char* text = std::getenv(name);
+  if (text == nullptr || *text == '\0') return fallback;
   char* end = nullptr;
   const unsigned long n = std::strtoul(text, &end, 10);
-  if (*end != '\0' || n < 10) return std::chrono::milliseconds(kDefaultIdleExitMs);
-  return std::chrono::milliseconds(n);
+  if (*end != '\0' || n < min) return fallback;
+  return n > max ? max : n;
 }
 
-unsigned ThreadBound() {
-  const char* text = std::getenv("MANILA_POOL_THREADS");
-  if (text == nullptr || *text == '\0') return kDefaultThreads;
-  char* end = nullptr;
-  const unsigned long n = std::strtoul(text, &end, 10);
-  if (*end != '\0' || n < 1) return kDefaultThreads;
-  return n > kMaxThreads ? kMaxThreads : static_cast<unsigned>(n);
+std::chrono::milliseconds IdleExit() {
+  // at most a day: a larger count would overflow the wait's deadline
+  return std::chrono::milliseconds(EnvNumber("MANILA_POOL_IDLE_MS", kDefaultIdleExitMs, 10, 86'400'000));
 }
+
+unsigned ThreadBound() { return static_cast<unsigned>(EnvNumber("MANILA_POOL_THREADS", kDefaultThreads, 1, kMaxThreads)); }
 
 }  // namespace
 

@@ -99,11 +99,11 @@ class DirentReader {
   std::unique_ptr<char[]> buf_;
 };
 
-// ENOTDIR unless pathFd is a directory (checked as the daemon, before acting as the caller).
-int RequireDirectory(int fd) {
-  struct stat st;
-  if (int e = StatFd(fd, &st)) return e;
-  return S_ISDIR(st.st_mode) ? 0 : ENOTDIR;
+// ENOTDIR unless pathFd is a directory (checked as the daemon, before acting as the caller); *st
+// is its fstat.
+int RequireDirectory(int fd, struct stat* st) {
+  if (int e = StatFd(fd, st)) return e;
+  return S_ISDIR(st->st_mode) ? 0 : ENOTDIR;
 }
 
 // pathFd reopened for listing as the thread's current caller (the open checks their read
@@ -134,7 +134,8 @@ struct ReaddirOp {
   OptStat dirStat;
 
   void Run() {
-    if ((err = RequireDirectory(fd)) != 0) return;
+    struct stat st;
+    if ((err = RequireDirectory(fd, &st)) != 0) return;
     CredGuard guard(creds);
     if ((err = guard.err()) != 0) return;
     Fd dir;
@@ -294,11 +295,7 @@ struct ReaddirPlusOp {
 
   void RunListing() {
     struct stat st;
-    if ((err = StatFd(fd, &st)) != 0) return;  // as the daemon, before acting as the caller
-    if (!S_ISDIR(st.st_mode)) {
-      err = ENOTDIR;
-      return;
-    }
+    if ((err = RequireDirectory(fd, &st)) != 0) return;
     CredGuard guard(creds);
     if ((err = guard.err()) != 0) return;
     if (share->listingCacheMs > 0 && ServeCached(st)) return;
@@ -486,18 +483,23 @@ struct ReaddirPlusOp {
    * reply written then). `st` is the directory's fstat of this call.
    */
   bool ServeCached(const struct stat& st) {
-    // The caller's right to list it, and to look its entries up, checked here on every call: the
-    // uncached path would open it for reading and fstatat in it.
-    if (faccessat(fd, "", R_OK | X_OK, AT_EMPTY_PATH | AT_EACCESS) != 0) return false;
     const uint64_t now = MonotonicNs();
-    const uint64_t ttl = static_cast<uint64_t>(share->listingCacheMs) * 1'000'000u;
+    const uint64_t ttl = TtlNs();
     const DirIdentity identity = DirIdentity::Of(st);
     ListingRef listing = listing_cache::Find(share->id, st.st_dev, st.st_ino);
     const bool valid = listing && listing->dir == identity &&
                        now - listing->filledNs < (listing->uncacheable ? listing_cache::kUncacheableNs : ttl) &&
                        !ChangedSince(st.st_dev, st.st_ino, listing->filledNs);
+    if (valid && listing->uncacheable) return false;
+    if (!valid && (Racy(st) || !listing_cache::ClaimFill(share->id, st.st_dev, st.st_ino, now, ttl))) return false;
+    // The caller's right to list it, and to look its entries up, checked on every call that is
+    // served or fills (not before: most uncached calls need no such syscall). The uncached path
+    // would open it for reading and fstatat in it.
+    if (faccessat(fd, "", R_OK | X_OK, AT_EMPTY_PATH | AT_EACCESS) != 0) {
+      if (!valid) listing_cache::Abandon(share->id, st.st_dev, st.st_ino, 0);
+      return false;
+    }
     if (!valid) {
-      if (Racy(st) || !listing_cache::ClaimFill(share->id, st.st_dev, st.st_ino, now, ttl)) return false;
       listing = Fill(st, now);
       if (!listing) return false;
     }
@@ -506,6 +508,9 @@ struct ReaddirPlusOp {
     listing_cache::CountHit();
     return true;
   }
+
+  /** The share's listingCacheMs in nanoseconds. */
+  uint64_t TtlNs() const { return static_cast<uint64_t>(share->listingCacheMs) * 1'000'000u; }
 
   /** The directory changed within kRacyNs (by the realtime clock its ctime comes from), or will. */
   static bool Racy(const struct stat& st) {
@@ -525,7 +530,7 @@ struct ReaddirPlusOp {
     Fd dir;
     OptStat unused;
     if (OpenListing(fd, 0, &dir, &unused) != 0) {
-      listing_cache::Abandon(share->id, st.st_dev, st.st_ino, static_cast<uint64_t>(share->listingCacheMs) * 1'000'000u);
+      listing_cache::Abandon(share->id, st.st_dev, st.st_ino, TtlNs());
       return nullptr;
     }
     StatFdOpt(dir.get(), &listed_);
@@ -536,7 +541,7 @@ struct ReaddirPlusOp {
     while (!done) {
       const long n = dirents.Read(dir.get());
       if (n < 0) {
-        listing_cache::Abandon(share->id, st.st_dev, st.st_ino, static_cast<uint64_t>(share->listingCacheMs) * 1'000'000u);
+        listing_cache::Abandon(share->id, st.st_dev, st.st_ino, TtlNs());
         return nullptr;
       }
       if (n == 0) break;
@@ -716,12 +721,6 @@ Napi::Value ListingCacheStats(const Napi::CallbackInfo& info) {
   return o;
 }
 
-// listingCacheClear(): drops every cached listing (tests).
-Napi::Value ListingCacheClear(const Napi::CallbackInfo& info) {
-  listing_cache::Clear();
-  return info.Env().Undefined();
-}
-
 }  // namespace
 
 void InitReaddir(Napi::Env env, Napi::Object exports) {
@@ -733,7 +732,6 @@ void InitReaddir(Napi::Env env, Napi::Object exports) {
   Put(exports, "encodeNfsHandle", Napi::Function::New(env, EncodeNfsHandle, "encodeNfsHandle"));
   Put(exports, "encodeFattr3", Napi::Function::New(env, EncodeFattr3, "encodeFattr3"));
   Put(exports, "listingCacheStats", Napi::Function::New(env, ListingCacheStats, "listingCacheStats"));
-  Put(exports, "listingCacheClear", Napi::Function::New(env, ListingCacheClear, "listingCacheClear"));
 }
 
 }  // namespace manila

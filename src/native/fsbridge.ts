@@ -404,8 +404,6 @@ export interface FsBridge {
   poolStats(): { threads: number; maxThreads: number };
   /** The READDIRPLUS listing cache: replies served from it, listings filled, and what it holds now. */
   listingCacheStats(): ListingCacheStats;
-  /** Tests: drops every cached listing. */
-  listingCacheClear(): void;
   /** malloc_trim(0) on a pool thread: whether memory went back to the kernel, and how long it took. */
   trimMemory(): Promise<{ released: boolean; seconds: number }>;
   effectiveCaps(creds: Uint32Array | null): Promise<{ err: number; effective: bigint }>;
