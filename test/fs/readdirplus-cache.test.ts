@@ -85,9 +85,10 @@ async function listAll(fs: NfsFileService, fh: Buffer, who = user): Promise<Page
   return pages;
 }
 const attrOf = (pages: Page[], name: string): Buffer | undefined => pages.map((p) => p.attrs.get(name)).find(Boolean);
-/** fattr3's size (bytes 20..28) and mode (bytes 4..8). */
+/** fattr3's size (bytes 20..28), mode (bytes 4..8) and nlink (bytes 8..12). */
 const sizeIn = (attr: Buffer | undefined): bigint => attr!.readBigUInt64BE(20);
 const modeIn = (attr: Buffer | undefined): number => attr!.readUInt32BE(4);
+const nlinkIn = (attr: Buffer | undefined): number => attr!.readUInt32BE(8);
 const sattr = (set: Partial<Sattr3>): Sattr3 => ({ atime: { how: 'dont' }, mtime: { how: 'dont' }, ...set });
 /** Directories changed within a second are not filled (their ctime could hide the next change). */
 const settle = (): Promise<void> => sleep(1100);
@@ -159,11 +160,13 @@ t.test('changes through the gateway are seen at once, whatever the timestamps', 
   await settle();
   await listAll(cached, rootFh);
   await listAll(cached, rootFh);
-  const linked = await cached.link(me, await fhOf(cached, other, 'moved'), other, Buffer.from('again'));
+  // a link made in another directory: the root's listing is unchanged, its entry's nlink is not
+  const linked = await cached.link(me, await fhOf(cached, rootFh, 'nnn'), other, Buffer.from('again'));
   t.equal(linked.status, Nfs3Status.NFS3_OK, 'LINK');
-  const nlink = attrOf(await listAll(cached, rootFh), 'nnn'); // untouched: for comparison
-  t.ok(nlink, 'an untouched entry keeps its attributes');
-  await compareListing(t, jsPath, cached, PEER, rootFh, 0, 65536, 'after LINK');
+  const hitsBeforeLink = hits();
+  const linkedPages = await compareListing(t, jsPath, cached, PEER, rootFh, 0, 65536, 'after LINK');
+  t.equal(nlinkIn(attrOf(linkedPages, 'nnn')), 2, 'a LINK elsewhere: the new link count in the next listing');
+  t.ok(hits() > hitsBeforeLink, 'the listing itself still from the cache');
 });
 
 t.test('changes on the host: at once when the directory changed, within listing_cache_ms otherwise', async (t) => {
