@@ -50,6 +50,22 @@ struct JobList {
   PoolJob* tail = nullptr;
 };
 
+/**
+ * One idle thread's place in the stack of waiters. Each thread sleeps on its own condition
+ * variable so that a wake-up goes to the thread that went idle last (LIFO): under a steady load
+ * the same few threads take turns and the ones below them wait out MANILA_POOL_IDLE_MS and exit.
+ * With one shared condition variable, notify_one spread wake-ups over every sleeper, so none
+ * stayed idle long enough to leave and a 10-minute soak kept the 39-41 threads its peaks started.
+ * Never freed (kept on a free list for the next thread): a notify made after the lock is released
+ * may land after its thread has gone on, and it must land on live memory.
+ */
+struct Waiter {
+  std::condition_variable cv;
+  bool woken = false;      // a wake-up was handed to this thread (under mu_)
+  Waiter* above = nullptr;  // towards the top of the stack: more recently idle
+  Waiter* below = nullptr;
+};
+
 class OpPool {
  public:
   OpPool(napi_env env, uv_loop_t* loop, napi_ref resource, napi_async_context context)
@@ -66,15 +82,15 @@ class OpPool {
       return env.Undefined();  // exception pending
     }
     if (pending_++ == 0) uv_ref(reinterpret_cast<uv_handle_t*>(&async_));
-    bool notify = false;
+    Waiter* wake = nullptr;
     bool run_inline = false;
     {
       std::lock_guard<std::mutex> lock(mu_);
       Push(&queue_, job);
-      notify = WakeOneLocked();
+      wake = WakeOneLocked();
       run_inline = threads_ == 0;  // not even one thread could be started: better slow than never
     }
-    if (notify) cv_.notify_one();  // outside the lock: the woken thread does not block on it
+    if (wake) wake->cv.notify_one();  // outside the lock: the woken thread does not block on it
     if (run_inline) RunQueuedInline();
     return Napi::Value(env, promise);
   }
@@ -84,8 +100,8 @@ class OpPool {
     {
       std::lock_guard<std::mutex> lock(mu_);
       stopping_ = true;
+      for (Waiter* w = top_; w; w = w->below) w->cv.notify_one();
     }
-    cv_.notify_all();
     {
       std::lock_guard<std::mutex> lock(done_mu_);
       done_closed_ = true;
@@ -120,17 +136,20 @@ class OpPool {
   }
 
   /**
-   * Makes sure one more thread will look at the queue, unless one is already on its way: a sleeping
-   * thread is woken (the caller notifies, true) or a new one started. One wake-up at a time: a burst
+   * Makes sure one more thread will look at the queue, unless one is already on its way: the most
+   * recently idle thread is woken (returned, for the caller to notify) or a new one started. One wake-up at a time: a burst
    * of 32 GETATTRs is mostly run by the first thread woken, at one fstat each, instead of waking 32
    * threads for a microsecond of work apiece. A thread that takes a job while more wait calls this
    * again before running it, so a job stuck in a hung backend never holds up the ones behind it.
    */
-  bool WakeOneLocked() {
-    if (signaled_ > 0 || stopping_) return false;
-    if (idle_ > 0) {
+  Waiter* WakeOneLocked() {
+    if (signaled_ > 0 || stopping_) return nullptr;
+    if (top_) {
+      Waiter* w = top_;
+      Unlink(w);
+      w->woken = true;
       signaled_++;
-      return true;
+      return w;
     }
     if (threads_ < max_threads_) {
       // A thread starts with its creator's credentials: a pool thread between operations may
@@ -143,7 +162,22 @@ class OpPool {
         signaled_++;  // the new thread takes it back when it starts looking
       }
     }
-    return false;
+    return nullptr;
+  }
+
+  void PushWaiter(Waiter* w) {
+    w->woken = false;
+    w->above = nullptr;
+    w->below = top_;
+    if (top_) top_->above = w;
+    top_ = w;
+  }
+
+  void Unlink(Waiter* w) {
+    if (w->above) w->above->below = w->below;
+    else top_ = w->below;
+    if (w->below) w->below->above = w->above;
+    w->above = w->below = nullptr;
   }
 
   static void* Worker(void* arg) {
@@ -156,27 +190,41 @@ class OpPool {
     RequireDaemonCreds();
     std::unique_lock<std::mutex> lock(mu_);
     if (signaled_ > 0) signaled_--;  // started by WakeOneLocked()
+    Waiter* self = TakeWaiterLocked();
     for (;;) {
       while (queue_.head == nullptr && !stopping_) {
-        idle_++;
-        const bool timedOut = cv_.wait_for(lock, idle_exit_) == std::cv_status::timeout;
-        idle_--;
-        if (signaled_ > 0) {
-          signaled_--;  // this thread counts as the one woken, whichever it was
-        } else if (timedOut && queue_.head == nullptr && !stopping_ && threads_ > kMinThreads) {
+        PushWaiter(self);
+        self->cv.wait_for(lock, idle_exit_, [&] { return self->woken || stopping_; });
+        if (self->woken) {
+          signaled_--;  // the waker unlinked it
+          continue;
+        }
+        Unlink(self);  // timed out (or stopping): no wake-up is owed to this thread
+        if (queue_.head == nullptr && !stopping_ && threads_ > kMinThreads) {
           // No job waits and none is owed a thread: nothing is left behind by leaving.
           threads_--;
+          self->below = free_waiters_;
+          free_waiters_ = self;
           return;
         }
       }
       if (stopping_) return;
       PoolJob* job = Pop(&queue_);
-      const bool notify = queue_.head != nullptr && WakeOneLocked();
+      Waiter* wake = queue_.head != nullptr ? WakeOneLocked() : nullptr;
       lock.unlock();
-      if (notify) cv_.notify_one();
+      if (wake) wake->cv.notify_one();
       Execute(job);
       lock.lock();
     }
+  }
+
+  /** A waiter for a starting thread: one a thread that exited left behind, else a new one. */
+  Waiter* TakeWaiterLocked() {
+    Waiter* w = free_waiters_;
+    if (!w) return new Waiter();
+    free_waiters_ = w->below;
+    w->below = nullptr;
+    return w;
   }
 
   void Execute(PoolJob* job) {
@@ -249,11 +297,11 @@ class OpPool {
   const std::chrono::milliseconds idle_exit_;
 
   std::mutex mu_;
-  std::condition_variable cv_;
   JobList queue_;
   unsigned threads_ = 0;
-  unsigned idle_ = 0;      // threads waiting on cv_
-  unsigned signaled_ = 0;  // notifications not yet taken by a waiting thread
+  Waiter* top_ = nullptr;           // idle threads, the most recently idle on top
+  Waiter* free_waiters_ = nullptr;  // left by threads that exited (linked through `below`)
+  unsigned signaled_ = 0;           // wake-ups handed out and not yet taken by their thread
   bool stopping_ = false;
 
   std::mutex done_mu_;

@@ -105,6 +105,31 @@ t.test('threads idle past MANILA_POOL_IDLE_MS exit, down to four; the pool goes 
   t.ok((out.after as number) >= 4, `${out.after} threads after it`);
 });
 
+t.test('under a steady trickle of work the threads a burst started still exit (LIFO wake-ups)', async (t) => {
+  const data = path.join(base, 'trickle');
+  fs.writeFileSync(data, '');
+  const out = run(64, `
+    const f = (await nb.openPath(${JSON.stringify(data)}, 0)).fd;
+    const chunk = Buffer.alloc(2 << 20, 7);
+    await Promise.all(Array.from({ length: 12 }, (_, i) => nb.write(null, f, chunk, BigInt(i) * 2097152n, 2)));
+    const busy = nb.poolStats().threads;
+    // one operation at a time, never a pause as long as the idle limit: a wake-up per operation
+    // handed round every sleeper (as one shared condition variable did) would keep them all
+    const until = Date.now() + 2000;
+    let reads = 0;
+    const small = Buffer.alloc(4);
+    while (Date.now() < until) {
+      if ((await nb.read(null, f, small, 0, 4, 0n)).err !== 0) throw new Error('read failed');
+      reads++;
+      if (reads % 50 === 0) await new Promise((r) => setTimeout(r, 5));
+    }
+    return { busy, reads, after: nb.poolStats().threads };
+  `, { MANILA_POOL_IDLE_MS: '300' });
+  t.ok((out.busy as number) > 4, `${out.busy} threads during the burst`);
+  t.ok((out.reads as number) > 100, `${out.reads} reads in the trickle`);
+  t.equal(out.after, 4, 'the surplus threads timed out while the trickle went on');
+});
+
 t.test('the pool does not keep a process alive once its work is done', async (t) => {
   const r = spawnSync(process.execPath, ['-e', `const nb = require(${JSON.stringify(addon)}); nb.fstat(0).then(() => console.log('done'));`], { encoding: 'utf8', timeout: 20_000 });
   t.equal(r.status, 0);
