@@ -31,6 +31,9 @@ export interface GateOptions {
 class GateCall<T> {
   answered = false;
   queued = false;
+  /** When its work started (ms since the epoch; 0: not yet), and whether that work has settled. */
+  startedAt = 0;
+  settled = false;
   constructor(
     readonly work: () => Promise<T>,
     readonly resolve: (outcome: GateOutcome<T>) => void,
@@ -43,8 +46,13 @@ class GateCall<T> {
 
 export class BackendGate {
   private running = 0;
-  /** Start times of the running operations (a multiset: start time -> count). */
-  private readonly started = new Map<number, number>();
+  /**
+   * Started operations in start order, the settled ones dropped lazily from the front (as
+   * `pending`): the oldest running one is the first unsettled. A Map of start times counted up
+   * and down was an entry set and deleted per operation.
+   */
+  private started: GateCall<unknown>[] = [];
+  private startedHead = 0;
   /** When an operation last returned (ms since the epoch; 0: never). */
   lastReturnAt = 0;
   /** Admitted, waiting for a slot (in admission order). */
@@ -101,8 +109,8 @@ export class BackendGate {
   private start<T>(call: GateCall<T>): void {
     call.queued = false;
     this.running++;
-    const at = Date.now();
-    this.started.set(at, (this.started.get(at) ?? 0) + 1);
+    call.startedAt = Date.now();
+    this.started.push(call as GateCall<unknown>);
     let settled: Promise<T>;
     try {
       settled = call.work();
@@ -117,13 +125,13 @@ export class BackendGate {
           else this.answer(call, { ok: true, value });
         } finally {
           call.onSettled?.();
-          this.finish(at);
+          this.finish(call);
         }
       },
       (error: unknown) => {
         this.answer(call, error instanceof Error ? error : new Error(String(error)));
         call.onSettled?.();
-        this.finish(at);
+        this.finish(call);
       },
     );
   }
@@ -191,16 +199,22 @@ export class BackendGate {
 
   /** Since when the oldest running operation has been running, if any is. */
   oldestRunningSince(): number | undefined {
-    let oldest: number | undefined;
-    for (const at of this.started.keys()) if (oldest === undefined || at < oldest) oldest = at;
-    return oldest;
+    return this.startedHead < this.started.length ? this.started[this.startedHead]!.startedAt : undefined;
   }
 
-  private finish(at: number): void {
+  private finish<T>(call: GateCall<T>): void {
     this.running--;
-    const left = (this.started.get(at) ?? 1) - 1;
-    if (left > 0) this.started.set(at, left);
-    else this.started.delete(at);
+    call.settled = true;
+    const started = this.started;
+    while (this.startedHead < started.length && started[this.startedHead]!.settled) this.startedHead++;
+    if (this.startedHead === started.length) {
+      started.length = 0;
+      this.startedHead = 0;
+    } else if (this.startedHead > 1024 || started.length - this.startedHead > 2 * this.running + 1024) {
+      // settled ones piled up behind a slow (or hung) one
+      this.started = started.slice(this.startedHead).filter((c) => !c.settled);
+      this.startedHead = 0;
+    }
     this.lastReturnAt = Date.now();
     this.startQueued();
   }

@@ -133,6 +133,8 @@ interface Context {
 type Resolved = { ok: true; ctx: Context } | { ok: false; status: Nfs3Status; share?: string };
 
 const statusOnly = (status: Nfs3Status): { status: Nfs3Status } => ({ status });
+/** A READ answered without data (in place): its status alone. */
+const readFailed = (status: Nfs3Status): ReadInPlaceResult => ({ status, attr: false, count: 0, eof: false });
 const STATUS_OK: { readonly status: Nfs3Status } = Object.freeze({ status: Nfs3Status.NFS3_OK });
 
 /** A request's answer and the share it is counted under (none for a handle of no share). */
@@ -501,7 +503,7 @@ export class ShareFileService implements NfsFileService, MountService {
         late && ((answer) => late(answer.result)),
         () => largeBuffers.unpin(fh),
       )
-      .then((outcome) => this.answered(outcome.ok ? outcome.value : { result: fail(Nfs3Status.NFS3ERR_JUKEBOX), share: target.share }, procedure));
+      .then((outcome) => this.answered(outcome.ok ? outcome.value : { result: fail(Nfs3Status.NFS3ERR_JUKEBOX), share: target.id }, procedure));
   }
 
   private answered<T extends { status: Nfs3Status }>(answered: Attempted<T>, procedure: NfsShareProcedure | null): T {
@@ -569,16 +571,18 @@ export class ShareFileService implements NfsFileService, MountService {
    * Which backend (and share) a handle points at, from its share key alone: no I/O and no tag check
    * (resolve() checks the tag). Only picks the gate; undefined when the key names no share we know.
    */
-  private backendOfHandle(fh: Buffer, key: string): { backend: string; share: string } | undefined {
+  private backendOfHandle(fh: Buffer, key: string): { readonly backend: string; readonly id: string } | undefined {
+    // The share's own record where there is one: this runs for every request, and a new object
+    // each time was garbage.
     const cached = this.objects.peek(key);
-    if (cached) return { backend: cached.share.backend, share: cached.share.id };
+    if (cached) return cached.share;
     if (fh.length < 2 + SHARE_KEY_BYTES) return undefined;
     const keyHex = fh.toString('hex', 2, 2 + SHARE_KEY_BYTES);
     const open = this.shares.byHandleKey(keyHex);
-    if (open) return { backend: open.backend, share: open.id };
+    if (open) return open;
     const retired = this.knownShare(keyHex);
     const location = retired === undefined ? undefined : this.grants.location(retired);
-    return location && retired !== undefined ? { backend: location.backend, share: retired } : undefined;
+    return location && retired !== undefined ? { backend: location.backend, id: retired } : undefined;
   }
 
   private observeOp(share: string, procedure: NfsShareProcedure, status: Nfs3Status): void {
@@ -768,19 +772,32 @@ export class ShareFileService implements NfsFileService, MountService {
   }
 
   readInPlace(caller: Caller, fh: Buffer, offset: bigint, count: number, target: ReadInPlaceTarget): Promise<ReadInPlaceResult> {
-    const fail = (status: Nfs3Status): ReadInPlaceResult => ({ status, attr: false, count: 0, eof: false });
-    return this.with(caller, fh, fail, (ctx) =>
-      // Pinned while the pool thread may write into it, even past a JUKEBOX at the gate's timeout.
-      largeBuffers
-        .whilePinned(target.buffer, () =>
-          this.native.readEncode(ctx.creds, ctx.object.fd, target.buffer, target.offset, count, offset, target.attrOffset, this.shareContext(ctx.share)),
-        )
-        .then((encoded): ReadInPlaceResult => {
+    return this.with(caller, fh, readFailed, (ctx) => {
+      // Pinned while the pool thread may write into it (a pooled buffer), even past a JUKEBOX at
+      // the gate's timeout. Pinned here rather than through whilePinned(): one promise fewer on
+      // the path of every small READ.
+      largeBuffers.pin(target.buffer);
+      let reading: Promise<number>;
+      try {
+        reading = this.native.readEncode(ctx.creds, ctx.object.fd, target.buffer, target.offset, count, offset, target.attrOffset, this.shareContext(ctx.share));
+      } catch (error) {
+        largeBuffers.unpin(target.buffer);
+        throw error;
+      }
+      return reading.then(
+        (encoded): ReadInPlaceResult => {
+          largeBuffers.unpin(target.buffer);
           const read = decodeReadEncoded(encoded);
           if (read.err !== 0) return { status: errnoToNfs3(read.err), attr: read.attr, count: 0, eof: false };
           this.observeBytes(ctx.share.id, 'read', read.count);
           return { status: Nfs3Status.NFS3_OK, attr: read.attr, count: read.count, eof: read.eof };
-        }), 'read');
+        },
+        (error: unknown) => {
+          largeBuffers.unpin(target.buffer);
+          throw error;
+        },
+      );
+    }, 'read');
   }
 
   readToPipe(caller: Caller, fh: Buffer, offset: bigint, count: number): Promise<SplicedReadResult> {

@@ -30,16 +30,28 @@ export interface LargeBufferPoolOptions {
 interface SizeClass {
   readonly size: number;
   readonly maxFree: number;
-  readonly free: Buffer[];
+  readonly free: PooledMemory[];
+}
+
+/**
+ * What the pool knows of one buffer it made, found by the buffer's memory. One record per buffer,
+ * changed in place: pinning, unpinning and giving back run for every READ and WRITE, and a Map
+ * entry set and deleted each time (or a new view made for the free list) was garbage per request.
+ */
+interface PooledMemory {
+  /** The whole buffer, as take() hands it out. */
+  readonly whole: Buffer;
+  readonly sizeClass: SizeClass;
+  /** Native calls using the memory now: while above 0 it is not handed out again. */
+  pins: number;
+  /** In its class's free list. */
+  free: boolean;
 }
 
 export class LargeBufferPool {
   private readonly classes: readonly SizeClass[];
   /** Every buffer this pool made, by its memory: only those are taken back. */
-  private readonly ours = new WeakSet<ArrayBufferLike>();
-  private readonly pins = new Map<ArrayBufferLike, number>();
-  /** The memory of every buffer in a free list. */
-  private readonly isFree = new WeakSet<ArrayBufferLike>();
+  private readonly ours = new WeakMap<ArrayBufferLike, PooledMemory>();
   private readonly idleMs: number;
   private lastTake = 0;
   private trimTimer: NodeJS.Timeout | null = null;
@@ -70,55 +82,62 @@ export class LargeBufferPool {
     this.lastTake = Date.now();
     const reused = sizeClass.free.pop();
     if (reused !== undefined) {
-      this.isFree.delete(reused.buffer);
-      return reused;
+      reused.free = false;
+      return reused.whole;
     }
     const made = Buffer.allocUnsafeSlow(sizeClass.size);
-    this.ours.add(made.buffer);
+    this.ours.set(made.buffer, { whole: made, sizeClass, pins: 0, free: false });
     return made;
   }
 
   /** Hand back a buffer (or any view of one) from take(); anything else is ignored. */
   give(view: Uint8Array): void {
-    const memory = view.buffer;
-    if (!this.ours.has(memory) || this.pins.has(memory)) return;
-    const sizeClass = memory.byteLength === MEDIUM_BUFFER_SIZE ? this.classes[0]! : this.classes[1]!;
-    if (sizeClass.free.length >= sizeClass.maxFree) return;
-    // A view handed back twice must not enter the free list twice.
-    if (this.isFree.has(memory)) return;
-    this.isFree.add(memory);
-    sizeClass.free.push(Buffer.from(memory, 0, sizeClass.size));
+    const entry = this.ours.get(view.buffer);
+    // Pinned: a native call still uses it (past a JUKEBOX); the garbage collector frees it later.
+    // Already free: a view handed back twice must not enter the free list twice.
+    if (entry === undefined || entry.pins > 0 || entry.free) return;
+    const free = entry.sizeClass.free;
+    if (free.length >= entry.sizeClass.maxFree) return;
+    entry.free = true;
+    free.push(entry);
     this.armTrim();
   }
 
   /** The threadpool is about to read or write this memory: it is not to be reused until unpin(). */
   pin(view: Uint8Array): void {
-    const memory = view.buffer;
-    if (!this.ours.has(memory)) return;
-    this.pins.set(memory, (this.pins.get(memory) ?? 0) + 1);
+    const entry = this.ours.get(view.buffer);
+    if (entry !== undefined) entry.pins++;
   }
 
   /** The memory stays pinned for as long as `work` runs (a native call reading or writing it). */
   whilePinned<T>(view: Uint8Array, work: () => Promise<T>): Promise<T> {
     // Memory not from the pool (a small READ's reply) needs no pin: no async frame for it either.
-    if (!this.ours.has(view.buffer)) return work();
-    this.pin(view);
+    const entry = this.ours.get(view.buffer);
+    if (entry === undefined) return work();
+    entry.pins++;
     let running: Promise<T>;
     try {
       running = work();
     } catch (error) {
-      this.unpin(view);
+      entry.pins--;
       throw error;
     }
-    return running.finally(() => this.unpin(view));
+    // then(), not finally(): finally adds two promises and a closure of its own per call.
+    return running.then(
+      (value) => {
+        entry.pins--;
+        return value;
+      },
+      (error: unknown) => {
+        entry.pins--;
+        throw error;
+      },
+    );
   }
 
   unpin(view: Uint8Array): void {
-    const memory = view.buffer;
-    const count = this.pins.get(memory);
-    if (count === undefined) return;
-    if (count <= 1) this.pins.delete(memory);
-    else this.pins.set(memory, count - 1);
+    const entry = this.ours.get(view.buffer);
+    if (entry !== undefined && entry.pins > 0) entry.pins--;
   }
 
   private armTrim(): void {
@@ -131,7 +150,7 @@ export class LargeBufferPool {
     this.trimTimer = null;
     if (Date.now() - this.lastTake >= this.idleMs) {
       for (const c of this.classes) {
-        for (const b of c.free) this.isFree.delete(b.buffer);
+        for (const entry of c.free) entry.free = false;
         c.free.length = 0;
       }
     }

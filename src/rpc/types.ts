@@ -7,8 +7,20 @@ export type Peer =
   | { readonly transport: 'vsock'; readonly cid: number; readonly port: number }
   | { readonly transport: 'hybrid'; readonly vm: string };
 
+/** Each connection's peer names itself once: the string is wanted for every call (callerOf). */
+const identities = new WeakMap<Peer, string>();
+
 /** A stable string naming the peer's identity for grant lookups: `tcp:ADDR`, `cid:N`, `vm:NAME`. */
 export function peerIdentity(peer: Peer): string {
+  let identity = identities.get(peer);
+  if (identity === undefined) {
+    identity = identityOf(peer);
+    identities.set(peer, identity);
+  }
+  return identity;
+}
+
+function identityOf(peer: Peer): string {
   switch (peer.transport) {
     case 'tcp':
       return `tcp:${normalizeAddress(peer.address)}`;

@@ -55,6 +55,30 @@ t.test('a slow call among many fast ones: the fast ones are not held to its dead
   t.equal(gate.inflight, 0);
 });
 
+t.test('oldestRunningSince: the start of the oldest call still running, past thousands that settled behind it', async (t) => {
+  const gate = new BackendGate({ limit: 8, timeoutMs: 60_000 });
+  t.equal(gate.oldestRunningSince(), undefined, 'nothing running');
+  const before = Date.now();
+  let releaseFirst!: () => void;
+  const first = gate.run(() => new Promise<void>((resolve) => (releaseFirst = resolve)));
+  await sleep(20);
+  let releaseSecond!: () => void;
+  const second = gate.run(() => new Promise<void>((resolve) => (releaseSecond = resolve)));
+  const firstAt = gate.oldestRunningSince()!;
+  t.ok(firstAt >= before && firstAt <= before + 15, `the first call's start (${firstAt - before} ms after)`);
+  // enough settled calls behind the two slow ones to make the gate compact its list
+  for (let round = 0; round < 30; round++) await Promise.all(Array.from({ length: 100 }, () => gate.run(async () => 0)));
+  t.equal(gate.oldestRunningSince(), firstAt, 'still the first call while it runs');
+  releaseFirst();
+  await first;
+  const secondAt = gate.oldestRunningSince()!;
+  t.ok(secondAt >= firstAt + 15, 'then the second');
+  releaseSecond();
+  await second;
+  t.equal(gate.oldestRunningSince(), undefined, 'nothing running once both returned');
+  t.equal(gate.inflight, 0);
+});
+
 t.test('onSettled: once per call, when its work settles or once it can never run', async (t) => {
   const gate = new BackendGate({ limit: 1, timeoutMs: 150, queueLimit: 1 });
   const settled: string[] = [];
