@@ -130,6 +130,30 @@ t.test('under a steady trickle of work the threads a burst started still exit (L
   t.equal(out.after, 4, 'the surplus threads timed out while the trickle went on');
 });
 
+t.test('workers are named manila-pool and run SCHED_BATCH; the event loop stays SCHED_OTHER', async (t) => {
+  const out = run(8, `
+    const fs = require('node:fs');
+    const f = (await nb.openPath(${JSON.stringify(secret)}, 0)).fd;
+    await Promise.all(Array.from({ length: 16 }, () => nb.read(null, f, Buffer.alloc(4), 0, 4, 0n)));
+    // /proc/self/task/TID/stat: "tid (comm) state ...", the policy is field 41
+    const policy = (tid) => {
+      const stat = fs.readFileSync('/proc/self/task/' + tid + '/stat', 'utf8');
+      return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[41 - 3]);
+    };
+    const threads = fs.readdirSync('/proc/self/task').map((tid) => ({
+      tid: Number(tid), comm: fs.readFileSync('/proc/self/task/' + tid + '/comm', 'utf8').trim(), policy: policy(tid),
+    }));
+    return { threads, main: policy(process.pid), stats: nb.poolStats() };
+  `);
+  const SCHED_OTHER = 0;
+  const SCHED_BATCH = 3;
+  const workers = (out.threads as { comm: string; policy: number }[]).filter((th) => th.comm === 'manila-pool');
+  t.equal(workers.length, (out.stats as { threads: number }).threads, 'every pool thread carries the name');
+  t.ok(workers.length > 0);
+  t.ok(workers.every((th) => th.policy === SCHED_BATCH), `policies ${JSON.stringify(workers.map((th) => th.policy))}`);
+  t.equal(out.main, SCHED_OTHER, 'the main thread is left as it was');
+});
+
 t.test('the pool does not keep a process alive once its work is done', async (t) => {
   const r = spawnSync(process.execPath, ['-e', `const nb = require(${JSON.stringify(addon)}); nb.fstat(0).then(() => console.log('done'));`], { encoding: 'utf8', timeout: 20_000 });
   t.equal(r.status, 0);
