@@ -293,7 +293,7 @@ try {
         const rec = await runLoad(s, w, round);
         results.push(rec);
         console.log(JSON.stringify(rec));
-        say(`${w} round ${round} ${s.name}: ${fmt(rec.ops_per_s)} ops/s ${fmt(rec.MiB_per_s, 1)} MiB/s p99 ${rec.p99_us} us server_cpu ${rec.server_cpu}${rec.errors ? ` ERRORS ${rec.errors}: ${rec.first_error}` : ''}`);
+        say(`${w} round ${round} ${s.name}: ${fmt(rec.ops_per_s)} ops/s ${fmt(rec.MiB_per_s, 1)} MiB/s p50/p90/p99/p99.9 ${rec.p50_us}/${rec.p90_us}/${rec.p99_us}/${rec.p999_us} us server_cpu ${rec.server_cpu}${rec.errors ? ` ERRORS ${rec.errors}: ${rec.first_error}` : ''}`);
         await sleep(500);
       }
     }

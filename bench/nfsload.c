@@ -861,10 +861,10 @@ static int cmd_run(void) {
   printf("{\"workload\":\"%s\",\"label\":", wl_names[wl]);
   json_str(opt.label);
   printf(",\"conns\":%d,\"qd\":%d,\"ops\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"seconds\":%.3f,\"ops_per_s\":%.1f,"
-         "\"MiB_per_s\":%.1f,\"p50_us\":%" PRIu64 ",\"p99_us\":%" PRIu64 ",\"mean_us\":%.1f,\"max_us\":%" PRIu64
+         "\"MiB_per_s\":%.1f,\"p50_us\":%" PRIu64 ",\"p90_us\":%" PRIu64 ",\"p99_us\":%" PRIu64 ",\"p999_us\":%" PRIu64 ",\"mean_us\":%.1f,\"max_us\":%" PRIu64
          ",\"errors\":%" PRIu64 ",\"client_cpu\":%.3f",
          nconn, opt.qd, n_ops, n_bytes, secs, secs > 0 ? n_ops / secs : 0, secs > 0 ? n_bytes / secs / 1048576.0 : 0,
-         hpercentile(0.50), hpercentile(0.99), hist_n ? (double)hist_sum / hist_n : 0, hist_max, n_errors,
+         hpercentile(0.50), hpercentile(0.90), hpercentile(0.99), hpercentile(0.999), hist_n ? (double)hist_sum / hist_n : 0, hist_max, n_errors,
          secs > 0 ? cpu / secs : 0);
   if (wl == W_READDIRPLUS)
     printf(",\"listings\":%" PRIu64 ",\"entries\":%" PRIu64 ",\"entries_per_s\":%.1f,\"listings_per_s\":%.2f", n_listings,
