@@ -81,14 +81,23 @@ t.test('threads start on demand, bounded; one started while another is a guest s
   t.ok((out.stats as { threads: number }).threads <= 2, `threads ${JSON.stringify(out.stats)}`);
 });
 
-t.test('threads idle past MANILA_POOL_IDLE_MS exit, down to four; the pool goes on working', async (t) => {
-  const data = path.join(base, 'synced');
+/**
+ * Child code defining `f` (a new file named `name`) and `burst()`: 12 FILE_SYNC writes of 2 MiB at
+ * once (an fsync each keeps its thread busy long enough for the queue to start more); their errs.
+ */
+function burstOfSyncedWrites(name: string): string {
+  const data = path.join(base, name);
   fs.writeFileSync(data, '');
-  const out = run(64, `
+  return `
     const f = (await nb.openPath(${JSON.stringify(data)}, 0)).fd;
     const chunk = Buffer.alloc(2 << 20, 7);
-    // FILE_SYNC writes (an fsync each) keep their threads busy long enough for the queue to start more
     const burst = async () => (await Promise.all(Array.from({ length: 12 }, (_, i) => nb.write(null, f, chunk, BigInt(i) * 2097152n, 2)))).map((w) => w.err);
+  `;
+}
+
+t.test('threads idle past MANILA_POOL_IDLE_MS exit, down to four; the pool goes on working', async (t) => {
+  const out = run(64, `
+    ${burstOfSyncedWrites('synced')}
     const errs = await burst();
     const busy = nb.poolStats().threads;
     await new Promise((r) => setTimeout(r, 1500));
@@ -106,12 +115,9 @@ t.test('threads idle past MANILA_POOL_IDLE_MS exit, down to four; the pool goes 
 });
 
 t.test('under a steady trickle of work the threads a burst started still exit (LIFO wake-ups)', async (t) => {
-  const data = path.join(base, 'trickle');
-  fs.writeFileSync(data, '');
   const out = run(64, `
-    const f = (await nb.openPath(${JSON.stringify(data)}, 0)).fd;
-    const chunk = Buffer.alloc(2 << 20, 7);
-    await Promise.all(Array.from({ length: 12 }, (_, i) => nb.write(null, f, chunk, BigInt(i) * 2097152n, 2)));
+    ${burstOfSyncedWrites('trickle')}
+    await burst();
     const busy = nb.poolStats().threads;
     // one operation at a time, never a pause as long as the idle limit: a wake-up per operation
     // handed round every sleeper (as one shared condition variable did) would keep them all
