@@ -224,16 +224,23 @@ export function createMetrics(sources: MetricsSources = {}): GatewayMetrics {
     histogram: { program: string; procedure: string };
     withOutcome: Map<string, { program: string; procedure: string; outcome: string }>;
   };
-  const callLabels = new Map<string, CallLabels>();
+  // program -> procedure -> labels: two lookups, no key string built per call
+  const callLabels = new Map<string, Map<string, CallLabels>>();
+  let callLabelCount = 0;
   const unknownCall: CallLabels = { histogram: { program: 'unknown', procedure: 'unknown' }, withOutcome: new Map() };
   const labelsOfCall = (program: string, procedure: string): CallLabels => {
-    const key = `${program}\0${procedure}`;
-    let labels = callLabels.get(key);
+    let ofProgram = callLabels.get(program);
+    let labels = ofProgram?.get(procedure);
     if (labels === undefined) {
-      if (callLabels.size >= MAX_CALL_LABELS) return unknownCall;
+      if (callLabelCount >= MAX_CALL_LABELS) return unknownCall;
       const p = programLabel(program);
       labels = { histogram: { program: p, procedure: p === 'unknown' ? 'unknown' : procedureLabel(procedure) }, withOutcome: new Map() };
-      callLabels.set(key, labels);
+      if (ofProgram === undefined) {
+        ofProgram = new Map();
+        callLabels.set(program, ofProgram);
+      }
+      ofProgram.set(procedure, labels);
+      callLabelCount++;
     }
     return labels;
   };
