@@ -28,7 +28,8 @@ PKGS=(g++ make python3 ca-certificates)
 case ${1:-} in
   --bench) PKGS+=(gcc libc6-dev libnfs-dev nfs-ganesha nfs-ganesha-vfs rpcbind iperf3);;
   --test) PKGS+=(libnfs-utils qemu-system-x86 qemu-system-data cpio kmod gzip xz-utils zstd util-linux procps socat systemd openssl
-    fuse3 bindfs glusterfs-server glusterfs-client attr ceph-mon ceph-mgr ceph-osd ceph-mds ceph-fuse ceph-common);;
+    fuse3 bindfs glusterfs-server glusterfs-client attr ceph-mon ceph-mgr ceph-osd ceph-mds ceph-fuse ceph-common
+    prometheus);;  # prometheus: its promtool checks the alert rules and dashboard queries (test/ops)
   "") ;;
   *) echo "usage: install-deps.sh [--test | --bench]" >&2; exit 2;;
 esac
