@@ -638,15 +638,17 @@ export class ShareFileService implements NfsFileService, MountService {
   getattrInPlace(caller: Caller, fh: Buffer, target: ReadTarget): Promise<{ status: Nfs3Status }> {
     return this.with(caller, fh, statusOnly, (ctx) =>
       // Pinned while the pool thread may write into it (a pooled buffer), even past a JUKEBOX.
-      largeBuffers
-        .whilePinned(target.buffer, () => this.native.getattrEncode(ctx.object.fd, target.buffer, target.offset, this.shareContext(ctx.share)))
-        .then((code) => {
+      largeBuffers.whilePinned(
+        target.buffer,
+        () => this.native.getattrEncode(ctx.object.fd, target.buffer, target.offset, this.shareContext(ctx.share)),
+        (code) => {
           if (code === 0) return STATUS_OK;
           if (code !== this.native.inPlaceCodes.unlinked) return statusOnly(errnoToNfs3(code));
           // as getattr(): unlinked on the host while we held it open
           if (!ctx.object.isRoot) this.objects.forget(fh.toString('latin1'));
           return statusOnly(Nfs3Status.NFS3ERR_STALE);
-        }), 'getattr');
+        },
+      ), 'getattr');
   }
 
   setattr(caller: Caller, fh: Buffer, attributes: Sattr3, guard: NfsTime | null): Promise<WccResult> {
@@ -673,11 +675,10 @@ export class ShareFileService implements NfsFileService, MountService {
     // ".." has the share-root rule (lookupIn); a bad name is answered by lookup()
     if (checkName(name, true) !== undefined || (name.length === 2 && isDotName(name))) return null;
     return this.with<LookupInPlaceResult>(caller, dirFh, (status) => ({ status, bytes: 0 }), (ctx) =>
-      largeBuffers
-        .whilePinned(target.buffer, () =>
-          this.native.lookupEncode(ctx.creds, ctx.object.fd, name, target.buffer, target.offset, this.shareContext(ctx.share)),
-        )
-        .then((code) => {
+      largeBuffers.whilePinned(
+        target.buffer,
+        () => this.native.lookupEncode(ctx.creds, ctx.object.fd, name, target.buffer, target.offset, this.shareContext(ctx.share)),
+        (code): LookupInPlaceResult => {
           if (code > 0) return { status: Nfs3Status.NFS3_OK, bytes: code };
           // LOOKUP3resfail: the directory's post_op_attr is written, present or not
           const bytes = target.buffer.readUInt32BE(target.offset) === 1 ? POST_OP_ATTR_SIZE_PRESENT : 4;
@@ -688,7 +689,8 @@ export class ShareFileService implements NfsFileService, MountService {
             : code === codes.noHandle ? Nfs3Status.NFS3ERR_SERVERFAULT
             : errnoToNfs3(-code);
           return { status, bytes };
-        }), 'lookup');
+        },
+      ), 'lookup');
   }
 
   /** LOOKUP within a resolved directory, with the share-root rule for `..`. */
@@ -772,32 +774,19 @@ export class ShareFileService implements NfsFileService, MountService {
   }
 
   readInPlace(caller: Caller, fh: Buffer, offset: bigint, count: number, target: ReadInPlaceTarget): Promise<ReadInPlaceResult> {
-    return this.with(caller, fh, readFailed, (ctx) => {
+    return this.with(caller, fh, readFailed, (ctx) =>
       // Pinned while the pool thread may write into it (a pooled buffer), even past a JUKEBOX at
-      // the gate's timeout. Pinned here rather than through whilePinned(): one promise fewer on
-      // the path of every small READ.
-      largeBuffers.pin(target.buffer);
-      let reading: Promise<number>;
-      try {
-        reading = this.native.readEncode(ctx.creds, ctx.object.fd, target.buffer, target.offset, count, offset, target.attrOffset, this.shareContext(ctx.share));
-      } catch (error) {
-        largeBuffers.unpin(target.buffer);
-        throw error;
-      }
-      return reading.then(
+      // the gate's timeout.
+      largeBuffers.whilePinned(
+        target.buffer,
+        () => this.native.readEncode(ctx.creds, ctx.object.fd, target.buffer, target.offset, count, offset, target.attrOffset, this.shareContext(ctx.share)),
         (encoded): ReadInPlaceResult => {
-          largeBuffers.unpin(target.buffer);
           const read = decodeReadEncoded(encoded);
           if (read.err !== 0) return { status: errnoToNfs3(read.err), attr: read.attr, count: 0, eof: false };
           this.observeBytes(ctx.share.id, 'read', read.count);
           return { status: Nfs3Status.NFS3_OK, attr: read.attr, count: read.count, eof: read.eof };
         },
-        (error: unknown) => {
-          largeBuffers.unpin(target.buffer);
-          throw error;
-        },
-      );
-    }, 'read');
+      ), 'read');
   }
 
   readToPipe(caller: Caller, fh: Buffer, offset: bigint, count: number): Promise<SplicedReadResult> {

@@ -109,11 +109,18 @@ export class LargeBufferPool {
     if (entry !== undefined) entry.pins++;
   }
 
-  /** The memory stays pinned for as long as `work` runs (a native call reading or writing it). */
-  whilePinned<T>(view: Uint8Array, work: () => Promise<T>): Promise<T> {
-    // Memory not from the pool (a small READ's reply) needs no pin: no async frame for it either.
+  /**
+   * The memory stays pinned for as long as `work` runs (a native call reading or writing it);
+   * `then`, if given, maps its value once it is unpinned, in the same promise step: the hot
+   * in-place procedures each save a promise that way.
+   */
+  whilePinned<T, R = T>(view: Uint8Array, work: () => Promise<T>, then?: (value: T) => R): Promise<R> {
     const entry = this.ours.get(view.buffer);
-    if (entry === undefined) return work();
+    if (entry === undefined) {
+      // Memory not from the pool (a small reply) needs no pin.
+      const running = work();
+      return then ? running.then(then) : (running as unknown as Promise<R>);
+    }
     entry.pins++;
     let running: Promise<T>;
     try {
@@ -126,7 +133,7 @@ export class LargeBufferPool {
     return running.then(
       (value) => {
         entry.pins--;
-        return value;
+        return then ? then(value) : (value as unknown as R);
       },
       (error: unknown) => {
         entry.pins--;

@@ -45,6 +45,28 @@ t.test('a pinned buffer is never handed out again, even once unpinned after bein
   t.equal(pool.freeCount, 1);
 });
 
+t.test('whilePinned: pinned while the work runs, unpinned before its value is mapped, and after a failure', async (t) => {
+  const pool = new LargeBufferPool();
+  const a = pool.take(MEDIUM_BUFFER_SIZE)!;
+  let release!: (n: number) => void;
+  const mapped = pool.whilePinned(a, () => new Promise<number>((resolve) => (release = resolve)), (n) => {
+    pool.give(a); // unpinned by now: it may go back
+    return `value ${n}`;
+  });
+  pool.give(a); // answered while the work still runs: it must not be reused
+  t.equal(pool.freeCount, 0, 'pinned while the work runs');
+  release(7);
+  t.equal(await mapped, 'value 7');
+  t.equal(pool.freeCount, 1, 'given back from inside the mapping');
+  const b = pool.take(MEDIUM_BUFFER_SIZE)!;
+  await t.rejects(pool.whilePinned(b, () => Promise.reject(new Error('boom')), () => 'never'), /boom/);
+  await t.rejects(async () => pool.whilePinned(b, () => { throw new Error('sync'); }), /sync/);
+  pool.give(b);
+  t.equal(pool.freeCount, 1, 'unpinned after a rejection and after a throw');
+  t.equal(await pool.whilePinned(Buffer.alloc(8), async () => 2, (n) => n * 3), 6, 'memory not from the pool: mapped all the same');
+  t.equal(await pool.whilePinned(b, async () => 'plain'), 'plain', 'without a mapping: the value itself');
+});
+
 t.test('the free list is bounded and let go when idle', async (t) => {
   const pool = new LargeBufferPool({ maxFree: 2, idleMs: 50 });
   const taken = [pool.take(LARGE_BUFFER_SIZE)!, pool.take(LARGE_BUFFER_SIZE)!, pool.take(LARGE_BUFFER_SIZE)!];
