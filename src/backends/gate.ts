@@ -44,22 +44,54 @@ class GateCall<T> {
   ) {}
 }
 
+/**
+ * Items in the order they came, the done ones dropped lazily from the front and compacted when
+ * they pile up behind a slow (or hung) one: constant work per item, with no Map entry set and
+ * deleted per operation. The gate keeps its admitted calls (done: answered) and its started ones
+ * (done: settled) this way.
+ */
+class LazyFifo<T> {
+  private items: T[] = [];
+  private head = 0;
+
+  constructor(private readonly isDone: (item: T) => boolean) {}
+
+  push(item: T): void {
+    this.items.push(item);
+  }
+
+  /** The oldest item not dropped yet. */
+  get first(): T | undefined {
+    return this.head < this.items.length ? this.items[this.head] : undefined;
+  }
+
+  /** Drops the done items at the front, compacting when done ones far outnumber `live`; true when empty. */
+  drop(live: number): boolean {
+    const items = this.items;
+    while (this.head < items.length && this.isDone(items[this.head]!)) this.head++;
+    if (this.head === items.length) {
+      items.length = 0;
+      this.head = 0;
+      return true;
+    }
+    if (this.head > 1024 || items.length - this.head > 2 * live + 1024) {
+      this.items = items.slice(this.head).filter((item) => !this.isDone(item));
+      this.head = 0;
+    }
+    return false;
+  }
+}
+
 export class BackendGate {
   private running = 0;
-  /**
-   * Started operations in start order, the settled ones dropped lazily from the front (as
-   * `pending`): the oldest running one is the first unsettled. A Map of start times counted up
-   * and down was an entry set and deleted per operation.
-   */
-  private started: GateCall<unknown>[] = [];
-  private startedHead = 0;
+  /** Started operations in start order: the oldest running one is the first not settled. */
+  private readonly started = new LazyFifo<GateCall<unknown>>((call) => call.settled);
   /** When an operation last returned (ms since the epoch; 0: never). */
   lastReturnAt = 0;
   /** Admitted, waiting for a slot (in admission order). */
   private readonly queue: GateCall<unknown>[] = [];
-  /** Admitted and not yet answered, in admission (so deadline) order; answered ones are dropped lazily. */
-  private pending: GateCall<unknown>[] = [];
-  private pendingHead = 0;
+  /** Admitted and not yet answered, in admission (so deadline) order. */
+  private readonly pending = new LazyFifo<GateCall<unknown>>((call) => call.answered);
   private deadlineTimer: NodeJS.Timeout | null = null;
   private readonly queueLimit: number;
   private paused = false;
@@ -141,20 +173,10 @@ export class BackendGate {
     call.answered = true;
     if (outcome instanceof Error) call.reject(outcome);
     else call.resolve(outcome);
-    // Drop answered calls from the front; compact when the answered ones behind a slow call pile up.
-    const pending = this.pending;
-    while (this.pendingHead < pending.length && pending[this.pendingHead]!.answered) this.pendingHead++;
-    if (this.pendingHead === pending.length) {
-      pending.length = 0;
-      this.pendingHead = 0;
-      // Nothing left to time out: no timer keeps the process up (a daemon stopping, a test ending).
-      if (this.deadlineTimer !== null) {
-        clearTimeout(this.deadlineTimer);
-        this.deadlineTimer = null;
-      }
-    } else if (this.pendingHead > 1024 || pending.length - this.pendingHead > 2 * (this.running + this.queue.length) + 1024) {
-      this.pending = pending.slice(this.pendingHead).filter((c) => !c.answered);
-      this.pendingHead = 0;
+    // Nothing left to time out: no timer keeps the process up (a daemon stopping, a test ending).
+    if (this.pending.drop(this.running + this.queue.length) && this.deadlineTimer !== null) {
+      clearTimeout(this.deadlineTimer);
+      this.deadlineTimer = null;
     }
   }
 
@@ -166,29 +188,24 @@ export class BackendGate {
   private readonly expire = (): void => {
     this.deadlineTimer = null;
     const now = performance.now(); // monotonic: a clock step must not answer everything, or nothing
-    while (this.pendingHead < this.pending.length) {
-      const call = this.pending[this.pendingHead]!;
-      if (!call.answered) {
-        if (call.deadline > now) break;
-        if (call.queued) {
-          const at = this.queue.indexOf(call);
-          if (at >= 0) this.queue.splice(at, 1);
-          call.queued = false;
-          call.onSettled?.(); // it will never run
-        }
-        this.options.onRefused?.();
-        // answer() moves pendingHead past this call and any answered ones behind it
-        this.answer(call, { ok: false, reason: 'timeout' });
+    for (let call = this.pending.first; call !== undefined; call = this.pending.first) {
+      if (call.answered) {
+        this.pending.drop(this.running + this.queue.length);
         continue;
       }
-      this.pendingHead++;
+      if (call.deadline > now) break;
+      if (call.queued) {
+        const at = this.queue.indexOf(call);
+        if (at >= 0) this.queue.splice(at, 1);
+        call.queued = false;
+        call.onSettled?.(); // it will never run
+      }
+      this.options.onRefused?.();
+      // answer() drops this call and any answered ones behind it
+      this.answer(call, { ok: false, reason: 'timeout' });
     }
-    if (this.pendingHead >= this.pending.length) {
-      this.pending.length = 0;
-      this.pendingHead = 0;
-      return;
-    }
-    this.armDeadline(this.pending[this.pendingHead]!.deadline - now);
+    const oldest = this.pending.first;
+    if (oldest !== undefined) this.armDeadline(oldest.deadline - now);
   };
 
   private refuse<T>(reason: 'suspended' | 'overloaded', onSettled: (() => void) | undefined): Promise<GateOutcome<T>> {
@@ -199,22 +216,13 @@ export class BackendGate {
 
   /** Since when the oldest running operation has been running, if any is. */
   oldestRunningSince(): number | undefined {
-    return this.startedHead < this.started.length ? this.started[this.startedHead]!.startedAt : undefined;
+    return this.started.first?.startedAt;
   }
 
   private finish<T>(call: GateCall<T>): void {
     this.running--;
     call.settled = true;
-    const started = this.started;
-    while (this.startedHead < started.length && started[this.startedHead]!.settled) this.startedHead++;
-    if (this.startedHead === started.length) {
-      started.length = 0;
-      this.startedHead = 0;
-    } else if (this.startedHead > 1024 || started.length - this.startedHead > 2 * this.running + 1024) {
-      // settled ones piled up behind a slow (or hung) one
-      this.started = started.slice(this.startedHead).filter((c) => !c.settled);
-      this.startedHead = 0;
-    }
+    this.started.drop(this.running);
     this.lastReturnAt = Date.now();
     this.startQueued();
   }
