@@ -153,9 +153,9 @@ class OpPool {
 
   /**
    * Makes sure one more thread will look at the queue, unless one is already on its way: the most
-   * recently idle thread is woken (returned, for the caller to notify) or a new one started. One wake-up at a time: a burst
-   * of 32 GETATTRs is mostly run by the first thread woken, at one fstat each, instead of waking 32
-   * threads for a microsecond of work apiece. A thread that takes a job while more wait calls this
+   * recently idle thread is woken (returned, for the caller to notify) or a new one started. One
+   * wake-up at a time: a burst of 32 GETATTRs is mostly run by the first thread woken, at one
+   * fstat each, instead of waking 32 threads for a microsecond of work apiece. A thread that takes a job while more wait calls this
    * again before running it, so a job stuck in a hung backend never holds up the ones behind it.
    */
   Waiter* WakeOneLocked() {
