@@ -3,6 +3,7 @@
 // daemon over a local backend, and reading a process's memory from /proc. Importing this module has
 // no side effects; bench/compare.mjs and bench/memory.mjs both use it.
 import { spawn, spawnSync } from 'node:child_process';
+import { createRequire } from 'node:module';
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
@@ -13,6 +14,8 @@ export const here = path.dirname(fileURLToPath(import.meta.url));
 export const root = path.resolve(here, '..');
 export const cli = path.join(root, 'bin', 'manila-gateway.cjs');
 export const nfsload = path.join(here, 'build', 'nfsload');
+/** The V8 flags the daemon runs with (bin/node-flags.cjs). */
+export const daemonNodeFlags = createRequire(import.meta.url)(path.join(root, 'bin', 'node-flags.cjs'));
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 export const which = (cmd) => spawnSync('sh', ['-c', `command -v ${cmd}`], { encoding: 'utf8' }).stdout.trim() || null;
@@ -93,7 +96,7 @@ export async function startGateway({ dir, exportsDir, track, metrics = false, lo
   delete env.NODE_OPTIONS;
   // MANILA_BENCH_NODE_FLAGS: more V8/Node flags for our daemon, to compare settings (A/B runs)
   const extraFlags = (process.env.MANILA_BENCH_NODE_FLAGS ?? '').split(/\s+/).filter(Boolean);
-  const child = track(spawn(process.execPath, ['--initial-heap-size=128', '--max-semi-space-size=64', ...extraFlags, cli, 'serve', '--config', config], { env, stdio: ['ignore', 'pipe', 'pipe'] }));
+  const child = track(spawn(process.execPath, [...daemonNodeFlags, ...extraFlags, cli, 'serve', '--config', config], { env, stdio: ['ignore', 'pipe', 'pipe'] }));
   const output = [];
   const problems = [];
   return await new Promise((resolve, reject) => {

@@ -14,6 +14,7 @@
 // Set KEEP_TEST_DIRS=1 to keep the temporary directories (their path is in the error or t.comment).
 // Daemons still running when the test process exits are killed and their directories removed.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createRequire } from 'node:module';
 import { existsSync, mkdirSync, chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -27,14 +28,17 @@ export const cliPath = process.env.MANILA_GATEWAY_CLI
   ? path.resolve(process.env.MANILA_GATEWAY_CLI)
   : path.join(repoRoot, 'bin', 'manila-gateway.cjs');
 
+/** The V8 flags the daemon runs with, as the bin's first line and `npm start` give them (bin/node-flags.cjs). */
+export const daemonNodeFlags: readonly string[] = createRequire(import.meta.url)(path.join(repoRoot, 'bin', 'node-flags.cjs')) as string[];
+
 /**
- * The command that runs the daemon with `args` as an operator would (with the node flag of the
+ * The command that runs the daemon with `args` as an operator would (with the node flags of the
  * bin's first line). The test runner hands every child it spawns a NODE_OPTIONS with its own
  * loaders (even when given an explicit environment); `env -u` drops it, so the daemon does not
  * load them.
  */
 export function daemonCommand(args: string[]): [string, string[]] {
-  return ['/usr/bin/env', ['-u', 'NODE_OPTIONS', process.execPath, '--initial-heap-size=128', '--max-semi-space-size=64', cliPath, ...args]];
+  return ['/usr/bin/env', ['-u', 'NODE_OPTIONS', process.execPath, ...daemonNodeFlags, cliPath, ...args]];
 }
 
 /** A grant's guest identity, as in the config (DESIGN.md). */
