@@ -11,7 +11,7 @@ import type { Logger } from 'pino';
 import { decodeReadEncoded, type CreateResult, type FsBridge, type KernelHandle, type NativeShareContext, type NativeStat, type ObjectResult, type SetattrRequest } from '../native/fsbridge.js';
 import type { GrantTable } from '../grants/table.js';
 import type { Grant } from '../grants/types.js';
-import { AuthFlavor } from '../rpc/types.js';
+import { AuthFlavor, type AuthSysParms } from '../rpc/types.js';
 import { largeBuffers } from '../rpc/buffers.js';
 import { closePipe, pipeOpened } from '../rpc/pipes.js';
 import {
@@ -237,6 +237,21 @@ export interface ShareOpObserver {
   onWrite(share: string, bytes: number): void;
 }
 
+/** By grant (a changed grant is a new object): its anonymous credentials, and those of each AUTH_SYS credential seen. */
+const effectiveCredentials = new WeakMap<Grant, { readonly anon: Uint32Array; readonly bySys: WeakMap<AuthSysParms, Uint32Array> }>();
+
+/** [uid, gid, ...groups] of an AUTH_SYS caller under the grant's squash ('none' or 'root'). */
+function squashed(grant: Grant, sys: AuthSysParms): Uint32Array {
+  if (grant.squash === 'root') {
+    const creds = new Uint32Array(2 + sys.gids.length);
+    creds[0] = sys.uid === 0 ? grant.anonUid : sys.uid;
+    creds[1] = sys.gid === 0 ? grant.anonGid : sys.gid;
+    for (let g = 0; g < sys.gids.length; g++) creds[2 + g] = sys.gids[g] === 0 ? grant.anonGid : sys.gids[g]!;
+    return creds;
+  }
+  return Uint32Array.of(sys.uid, sys.gid, ...sys.gids);
+}
+
 export class ShareFileService implements NfsFileService, MountService {
   private readonly native: FsBridge;
   private readonly grants: GrantTable;
@@ -344,18 +359,26 @@ export class ShareFileService implements NfsFileService, MountService {
     for (const share of [...this.shares.roots()]) if (share.backend === backend) this.retire(share);
   }
 
-  /** The effective credentials after squash (RFC 1813 leaves it to the server; knfsd's rules). */
+  /**
+   * The effective credentials after squash (RFC 1813 leaves it to the server; knfsd's rules). The
+   * same array for the same grant and decoded credential (a connection decodes an unchanged one
+   * once: rpc/message.ts LastCredential): a new one per request was garbage. Nothing writes to it
+   * (the native layer copies it when a call is submitted).
+   */
   static credentials(grant: Grant, caller: Caller): Uint32Array {
-    const anon = () => Uint32Array.of(grant.anonUid, grant.anonGid);
-    const sys = caller.flavor === AuthFlavor.AUTH_SYS ? caller.authSys : null;
-    if (!sys || grant.squash === 'all') return anon();
-    if (grant.squash === 'root') {
-      const uid = sys.uid === 0 ? grant.anonUid : sys.uid;
-      const gid = sys.gid === 0 ? grant.anonGid : sys.gid;
-      const groups = sys.gids.map((g) => (g === 0 ? grant.anonGid : g));
-      return Uint32Array.of(uid, gid, ...groups);
+    let known = effectiveCredentials.get(grant);
+    if (known === undefined) {
+      known = { anon: Uint32Array.of(grant.anonUid, grant.anonGid), bySys: new WeakMap() };
+      effectiveCredentials.set(grant, known);
     }
-    return Uint32Array.of(sys.uid, sys.gid, ...sys.gids);
+    const sys = caller.flavor === AuthFlavor.AUTH_SYS ? caller.authSys : null;
+    if (!sys || grant.squash === 'all') return known.anon;
+    let creds = known.bySys.get(sys);
+    if (creds === undefined) {
+      creds = squashed(grant, sys);
+      known.bySys.set(sys, creds);
+    }
+    return creds;
   }
 
   /**

@@ -98,7 +98,7 @@ export class RpcDispatcher {
    */
   async dispatch(record: Buffer, peer: Peer, connection: ConnectionInfo): Promise<Buffer | null> {
     const started = this.onCall === undefined ? 0 : performance.now();
-    const header = decodeCall(record);
+    const header = decodeCall(record, connection.credentials);
 
     if (header.kind === 'drop') {
       this.logger.debug({ peer: peerIdentity(peer), reason: header.reason }, 'RPC record dropped');

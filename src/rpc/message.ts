@@ -87,8 +87,41 @@ const DROP_SHORT: DecodedCall = { kind: 'drop', reason: 'short' };
 const DROP_REPLY: DecodedCall = { kind: 'drop', reason: 'reply' };
 const DROP_BAD_MSG_TYPE: DecodedCall = { kind: 'drop', reason: 'bad-msg-type' };
 
-/** Decode an RPC call header from one record. Never throws on any input. */
-export function decodeCall(record: Buffer): DecodedCall {
+function denied(xid: number, prog: number, vers: number, proc: number, stat: AuthStat): DecodedCall {
+  return { kind: 'auth-error', xid, prog, vers, proc, stat };
+}
+
+/**
+ * The last AUTH_SYS credential one connection sent, decoded. A client sends the same credential
+ * call after call, and decoding it anew each time (a view, the machine name, the gids, the object)
+ * was garbage on every request. Reused only for a body equal byte for byte, so the answer is the
+ * one decodeAuthSys would give; one per connection, so nothing crosses between peers.
+ */
+export class LastCredential {
+  private body: Buffer | null = null;
+  private parms: AuthSysParms | null = null;
+
+  /** The decoded body at record[at, at + length), from the last call when the bytes are the same. */
+  decode(record: Buffer, at: number, length: number): AuthSysParms | null {
+    const body = this.body;
+    if (body !== null && body.length === length && body.compare(record, at, at + length) === 0) return this.parms;
+    const parms = decodeAuthSys(record.subarray(at, at + length));
+    if (parms !== null) {
+      // A copy: the record's buffer is reused for later reads.
+      this.body = Buffer.from(record.subarray(at, at + length));
+      // Frozen: one object now serves many calls, and none may change what the next one sees.
+      Object.freeze(parms.gids);
+      this.parms = Object.freeze(parms);
+    }
+    return parms;
+  }
+}
+
+/**
+ * Decode an RPC call header from one record. Never throws on any input. `credentials`, the
+ * connection's, saves decoding an AUTH_SYS credential the same as the last one.
+ */
+export function decodeCall(record: Buffer, credentials?: LastCredential): DecodedCall {
   const end = record.length;
   if (end < 8) return DROP_SHORT;
   const xid = record.readUInt32BE(0);
@@ -100,41 +133,40 @@ export function decodeCall(record: Buffer): DecodedCall {
   const prog = record.readUInt32BE(12);
   const vers = record.readUInt32BE(16);
   const proc = record.readUInt32BE(20);
-  const denied = (stat: AuthStat): DecodedCall => ({ kind: 'auth-error', xid, prog, vers, proc, stat });
 
   // cred: flavor, length, body (padded).
   let at = FIXED_CALL_HEADER;
-  if (end - at < 8) return denied(AuthStat.AUTH_BADCRED);
+  if (end - at < 8) return denied(xid, prog, vers, proc, AuthStat.AUTH_BADCRED);
   const flavor = record.readUInt32BE(at);
   const credLength = record.readUInt32BE(at + 4);
   at += 8;
-  if (credLength > MAX_AUTH_BYTES) return denied(AuthStat.AUTH_BADCRED);
+  if (credLength > MAX_AUTH_BYTES) return denied(xid, prog, vers, proc, AuthStat.AUTH_BADCRED);
   const credPadded = (credLength + 3) & ~3;
-  if (end - at < credPadded) return denied(AuthStat.AUTH_BADCRED);
+  if (end - at < credPadded) return denied(xid, prog, vers, proc, AuthStat.AUTH_BADCRED);
   const credAt = at;
   at += credPadded;
 
   let authSys: AuthSysParms | null = null;
   switch (flavor) {
     case AuthFlavor.AUTH_NONE:
-      if (credLength !== 0) return denied(AuthStat.AUTH_BADCRED);
+      if (credLength !== 0) return denied(xid, prog, vers, proc, AuthStat.AUTH_BADCRED);
       break;
     case AuthFlavor.AUTH_SYS:
-      authSys = decodeAuthSys(record.subarray(credAt, credAt + credLength));
-      if (authSys === null) return denied(AuthStat.AUTH_BADCRED);
+      authSys = credentials ? credentials.decode(record, credAt, credLength) : decodeAuthSys(record.subarray(credAt, credAt + credLength));
+      if (authSys === null) return denied(xid, prog, vers, proc, AuthStat.AUTH_BADCRED);
       break;
     case AuthFlavor.AUTH_SHORT:
-      return denied(AuthStat.AUTH_REJECTEDCRED);
+      return denied(xid, prog, vers, proc, AuthStat.AUTH_REJECTEDCRED);
     default:
-      return denied(AuthStat.AUTH_BADCRED);
+      return denied(xid, prog, vers, proc, AuthStat.AUTH_BADCRED);
   }
 
   // verf: AUTH_NONE with an empty body for both flavors we accept (RFC 5531 section 10 and appendix A).
-  if (end - at < 8) return denied(AuthStat.AUTH_BADVERF);
+  if (end - at < 8) return denied(xid, prog, vers, proc, AuthStat.AUTH_BADVERF);
   const verfFlavor = record.readUInt32BE(at);
   const verfLength = record.readUInt32BE(at + 4);
   at += 8;
-  if (verfFlavor !== AuthFlavor.AUTH_NONE || verfLength !== 0) return denied(AuthStat.AUTH_BADVERF);
+  if (verfFlavor !== AuthFlavor.AUTH_NONE || verfLength !== 0) return denied(xid, prog, vers, proc, AuthStat.AUTH_BADVERF);
 
   return { kind: 'call', xid, prog, vers, proc, flavor, authSys, argsOffset: at };
 }

@@ -199,6 +199,26 @@ t.test('read-only grants', async (t) => {
   t.equal(buffer.subarray(0, read.count).toString(), 'alpha data\n', 'reads still work');
 });
 
+// A connection's unchanged credential is one object for all its calls (rpc/message.ts), and the
+// effective ids are kept per grant and credential: a grant changed in place must still change them.
+t.test('a grant changed to squash root squashes the next request of the same credential', async (t) => {
+  grants.upsert(grant({ id: 'g-resquash', share: 'alpha', guest: { tcp: '10.0.0.9' } }));
+  t.teardown(() => grants.revoke('g-resquash'));
+  const same = caller('10.0.0.9', 0, 0, [0]);
+  const rootFh = await mountRoot(same);
+  const attrs = { mode: 0o644, atime: { how: 'dont' }, mtime: { how: 'dont' } } as const;
+  const before = await service.create(same, rootFh, B('resquash-before'), { mode: CreateMode.GUARDED, attributes: attrs });
+  t.equal(before.objAttr?.uid, 0, 'squash none: root stays root');
+  grants.upsert(grant({ id: 'g-resquash', share: 'alpha', guest: { tcp: '10.0.0.9' }, squash: 'root', anonUid: 5151, anonGid: 5252 }));
+  const after = await service.create(same, rootFh, B('resquash-after'), { mode: CreateMode.GUARDED, attributes: attrs });
+  t.equal(after.objAttr?.uid, 5151, 'the same credential object, squashed by the new grant');
+  t.equal(after.objAttr?.gid, 5252);
+  grants.upsert(grant({ id: 'g-resquash', share: 'alpha', guest: { tcp: '10.0.0.9' }, squash: 'all', anonUid: 6161, anonGid: 6262 }));
+  const all = await service.create(same, rootFh, B('resquash-all'), { mode: CreateMode.GUARDED, attributes: attrs });
+  t.equal(all.objAttr?.uid, 6161, 'then squash all');
+  t.equal(all.objAttr?.gid, 6262);
+});
+
 t.test('squash root and squash all; objects owned by the caller', async (t) => {
   const squashed = caller('10.0.0.4', 0, 0, [0]);
   const rootFh = await mountRoot(squashed);

@@ -6,6 +6,7 @@ import {
   encodeAuthError,
   encodeProgMismatch,
   encodeRpcMismatch,
+  LastCredential,
   type DecodedCall,
 } from '../../src/rpc/message.js';
 import { XdrWriter } from '../../src/rpc/xdr.js';
@@ -31,6 +32,40 @@ t.test('AUTH_SYS call', async (t) => {
   if (d.kind !== 'call') return;
   t.same(d.authSys, { stamp: 7, machineName: 'guest-1', uid: 1000, gid: 100, gids: [100, 4, 27] });
   t.same(sysCall.subarray(d.argsOffset), args);
+});
+
+t.test("a connection's unchanged credential is decoded once, a changed one anew", async (t) => {
+  const last = new LastCredential();
+  const callWith = (uid: number, xid: number) =>
+    call({ xid, prog: 100003, vers: 3, proc: 1, cred: authSys({ stamp: 7, machine: 'guest-1', uid, gid: 100, gids: [100, 4] }), args });
+  const first = decodeCall(callWith(1000, 1), last);
+  const second = decodeCall(callWith(1000, 2), last);
+  if (first.kind !== 'call' || second.kind !== 'call') return t.fail('not decoded as calls');
+  t.equal(second.authSys, first.authSys, 'the same bytes: the same decoded object');
+  t.equal(second.xid, 2, 'the header itself is still decoded per call');
+  t.ok(Object.isFrozen(first.authSys) && Object.isFrozen(first.authSys?.gids), 'shared, so frozen');
+
+  // Same length, one byte different (uid 1000 -> 1001): decoded anew, never the cached answer.
+  const changed = decodeCall(callWith(1001, 3), last);
+  if (changed.kind !== 'call') return t.fail('not decoded as a call');
+  t.not(changed.authSys, first.authSys);
+  t.match(changed.authSys, { uid: 1001, gid: 100, gids: [100, 4] });
+
+  // The cache holds a copy: the record's buffer reused for another call does not change it.
+  const record = callWith(2000, 4);
+  const fromRecord = decodeCall(record, last);
+  record.fill(0xff);
+  const again = decodeCall(callWith(2000, 5), last);
+  if (fromRecord.kind !== 'call' || again.kind !== 'call') return t.fail('not decoded as calls');
+  t.equal(again.authSys, fromRecord.authSys);
+  t.match(again.authSys, { uid: 2000 });
+
+  // A malformed credential is refused whole and cached never: the good one before it still serves.
+  const bad = Buffer.concat([authSysBody({ uid: 0, gid: 0 }), u32(0)]);
+  const refused = decodeCall(call({ xid: 6, prog: 100003, vers: 3, proc: 1, cred: auth(AuthFlavor.AUTH_SYS, bad), args }), last);
+  t.match(refused, { kind: 'auth-error', stat: AuthStat.AUTH_BADCRED });
+  const after = decodeCall(callWith(2000, 7), last);
+  t.equal(after.kind === 'call' && after.authSys, fromRecord.authSys);
 });
 
 t.test('AUTH_SYS bounds', async (t) => {
