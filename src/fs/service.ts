@@ -412,7 +412,7 @@ export class ShareFileService implements NfsFileService, MountService {
     this.shares.hold(share);
     let object: OpenObject;
     if (isRoot) {
-      object = { share, fd: share.fd, isRoot: true, refs: 1 };
+      object = { share, fd: share.fd, isRoot: true, refs: 1, movedAt: 0 };
     } else {
       const opened = await this.objects.acquire(key, share, decoded.kernel);
       if (typeof opened === 'number') {

@@ -254,6 +254,8 @@ export interface OpenObject {
   refs: number;
   /** Removed from the cache while in use: closed by the last release. */
   forgotten?: boolean;
+  /** The cache's move count when this entry last went to its most recent end (ObjectCache); 0: never. */
+  movedAt: number;
 }
 
 /**
@@ -262,7 +264,10 @@ export interface OpenObject {
  * so retiring a share closes its objects without scanning the whole cache.
  */
 export class ObjectCache {
+  /** In least recently used order, roughly: see acquireCached. */
   private readonly entries = new Map<string, OpenObject>();
+  /** Entries moved or inserted at the most recent end so far. */
+  private moves = 0;
   private readonly pending = new Map<string, PendingOpen>();
   private readonly byShare = new Map<ShareRoot, Set<string>>();
 
@@ -284,9 +289,16 @@ export class ObjectCache {
   acquireCached(key: string): OpenObject | undefined {
     const entry = this.entries.get(key);
     if (!entry) return undefined;
-    // most recently used goes to the end
-    this.entries.delete(key);
-    this.entries.set(key, entry);
+    // The most recently used goes to the end, unless fewer than limit/2 entries went there since it
+    // did: then it is in the recent half already, and no eviction reaches it before that many more
+    // inserts, after which its next use moves it. An object in steady use is never evicted, and the
+    // Map is not churned on every request (a delete and a set per hit rehashed a small Map every few
+    // requests: garbage on the hottest path).
+    if (this.moves - entry.movedAt >= this.limit >> 1) {
+      this.entries.delete(key);
+      this.entries.set(key, entry);
+      entry.movedAt = ++this.moves;
+    }
     entry.refs++;
     return entry;
   }
@@ -311,7 +323,7 @@ export class ObjectCache {
   private async open(key: string, share: ShareRoot, kernel: KernelHandle, slot: PendingOpen): Promise<OpenObject | number> {
     const result = await this.native.openByHandle(share.fd, kernel, O_PATH);
     if (result.err !== 0) return result.err;
-    const entry: OpenObject = { share, fd: result.fd, isRoot: false, refs: slot.waiters };
+    const entry: OpenObject = { share, fd: result.fd, isRoot: false, refs: slot.waiters, movedAt: 0 };
     if (share.retired) {
       // Retired while opening: the waiters use it, the last release closes it.
       entry.forgotten = true;
@@ -350,6 +362,7 @@ export class ObjectCache {
 
   private insert(key: string, entry: OpenObject): void {
     this.entries.set(key, entry);
+    entry.movedAt = ++this.moves;
     let keys = this.byShare.get(entry.share);
     if (!keys) this.byShare.set(entry.share, (keys = new Set()));
     keys.add(key);
