@@ -51,32 +51,45 @@ class GateCall<T> {
  * (done: settled) this way.
  */
 class LazyFifo<T> {
-  private items: T[] = [];
+  /** items[head, tail) are queued; slots outside are undefined, kept for the next pushes. */
+  private items: (T | undefined)[] = [];
   private head = 0;
+  private tail = 0;
 
   constructor(private readonly isDone: (item: T) => boolean) {}
 
   push(item: T): void {
-    this.items.push(item);
+    // Into a slot kept from before: emptying with length = 0 let the array go, and regrowing it
+    // after every drain was garbage per operation.
+    if (this.tail < this.items.length) this.items[this.tail] = item;
+    else this.items.push(item);
+    this.tail++;
   }
 
   /** The oldest item not dropped yet. */
   get first(): T | undefined {
-    return this.head < this.items.length ? this.items[this.head] : undefined;
+    return this.head < this.tail ? this.items[this.head] : undefined;
   }
 
   /** Drops the done items at the front, compacting when done ones far outnumber `live`; true when empty. */
   drop(live: number): boolean {
     const items = this.items;
-    while (this.head < items.length && this.isDone(items[this.head]!)) this.head++;
-    if (this.head === items.length) {
-      items.length = 0;
-      this.head = 0;
+    while (this.head < this.tail && this.isDone(items[this.head]!)) items[this.head++] = undefined;
+    if (this.head === this.tail) {
+      this.head = this.tail = 0;
+      // A burst's worth of slots is not kept for good.
+      if (items.length > 4096) this.items = [];
       return true;
     }
-    if (this.head > 1024 || items.length - this.head > 2 * live + 1024) {
-      this.items = items.slice(this.head).filter((item) => !this.isDone(item));
+    if (this.head > 1024 || this.tail - this.head > 2 * live + 1024) {
+      let kept = 0;
+      for (let i = this.head; i < this.tail; i++) {
+        const item = items[i]!;
+        items[i] = undefined;
+        if (!this.isDone(item)) items[kept++] = item;
+      }
       this.head = 0;
+      this.tail = kept;
     }
     return false;
   }
