@@ -361,8 +361,8 @@ export class ShareFileService implements NfsFileService, MountService {
 
   /**
    * The effective credentials after squash (RFC 1813 leaves it to the server; knfsd's rules). The
-   * same array for the same grant and decoded credential (a connection decodes an unchanged one
-   * once: rpc/message.ts LastCredential): a new one per request was garbage. Nothing writes to it
+   * same array for the same grant and decoded credential (a connection decodes a credential it sent
+   * recently once: rpc/message.ts RecentCredentials): a new one per request was garbage. Nothing writes to it
    * (the native layer copies it when a call is submitted).
    */
   static credentials(grant: Grant, caller: Caller): Uint32Array {

@@ -17,7 +17,7 @@ import { RecordError, RecordReader } from './record.js';
 import { sharedScratch, type SocketReads } from './socket-reads.js';
 import { LARGE_BUFFER_MIN, largeBuffers } from './buffers.js';
 import { closePipe, pipeClosed } from './pipes.js';
-import { LastCredential } from './message.js';
+import { RecentCredentials } from './message.js';
 import { peerIdentity, replyTails, type ConnectionInfo, type Peer, type ReplyTail } from './types.js';
 
 export const DEFAULT_MAX_CALLS_IN_FLIGHT = 64;
@@ -86,7 +86,7 @@ export class RpcConnection extends EventEmitter implements ConnectionInfo {
   private readonly splicer: ReplySplicer | undefined;
   /** The socket's descriptor, when replies may end in a pipe (see spliceFd). */
   readonly spliceFd: number | undefined;
-  readonly credentials = new LastCredential();
+  readonly credentials = new RecentCredentials();
   /**
    * Replies not yet handed to the socket, in order: empty except while a spliced reply is being
    * sent (by the native side, straight to the socket) or waits for the socket's queue to empty.

@@ -87,31 +87,43 @@ const DROP_SHORT: DecodedCall = { kind: 'drop', reason: 'short' };
 const DROP_REPLY: DecodedCall = { kind: 'drop', reason: 'reply' };
 const DROP_BAD_MSG_TYPE: DecodedCall = { kind: 'drop', reason: 'bad-msg-type' };
 
+/** MSG_DENIED AUTH_ERROR for this call: a function, where a closure made per call was garbage. */
 function denied(xid: number, prog: number, vers: number, proc: number, stat: AuthStat): DecodedCall {
   return { kind: 'auth-error', xid, prog, vers, proc, stat };
 }
 
 /**
- * The last AUTH_SYS credential one connection sent, decoded. A client sends the same credential
- * call after call, and decoding it anew each time (a view, the machine name, the gids, the object)
- * was garbage on every request. Reused only for a body equal byte for byte, so the answer is the
- * one decodeAuthSys would give; one per connection, so nothing crosses between peers.
+ * The last few AUTH_SYS credentials one connection sent, decoded. A client sends the same
+ * credential call after call (or a few, one per user of the guest sharing the connection), and
+ * decoding it anew each time (a view, the machine name, the gids, the object) was garbage on every
+ * request. Reused only for a body equal byte for byte, so the answer is the one decodeAuthSys
+ * would give; one set per connection, so nothing crosses between peers.
  */
-export class LastCredential {
-  private body: Buffer | null = null;
-  private parms: AuthSysParms | null = null;
+export class RecentCredentials {
+  static readonly KEPT = 4;
+  /** Most recently decoded first: copies of the bodies, and what they decode to. */
+  private readonly bodies: Buffer[] = [];
+  private readonly decoded: AuthSysParms[] = [];
 
-  /** The decoded body at record[at, at + length), from the last call when the bytes are the same. */
+  /** The decoded body at record[at, at + length), kept from an earlier call when the bytes are the same. */
   decode(record: Buffer, at: number, length: number): AuthSysParms | null {
-    const body = this.body;
-    if (body !== null && body.length === length && body.compare(record, at, at + length) === 0) return this.parms;
+    const bodies = this.bodies;
+    for (let i = 0; i < bodies.length; i++) {
+      const body = bodies[i]!;
+      if (body.length === length && body.compare(record, at, at + length) === 0) return this.decoded[i]!;
+    }
     const parms = decodeAuthSys(record.subarray(at, at + length));
     if (parms !== null) {
-      // A copy: the record's buffer is reused for later reads.
-      this.body = Buffer.from(record.subarray(at, at + length));
       // Frozen: one object now serves many calls, and none may change what the next one sees.
       Object.freeze(parms.gids);
-      this.parms = Object.freeze(parms);
+      Object.freeze(parms);
+      if (bodies.length === RecentCredentials.KEPT) {
+        bodies.pop();
+        this.decoded.pop();
+      }
+      // A copy: the record's buffer is reused for later reads.
+      bodies.unshift(Buffer.from(record.subarray(at, at + length)));
+      this.decoded.unshift(parms);
     }
     return parms;
   }
@@ -119,9 +131,9 @@ export class LastCredential {
 
 /**
  * Decode an RPC call header from one record. Never throws on any input. `credentials`, the
- * connection's, saves decoding an AUTH_SYS credential the same as the last one.
+ * connection's, saves decoding an AUTH_SYS credential it sent recently.
  */
-export function decodeCall(record: Buffer, credentials?: LastCredential): DecodedCall {
+export function decodeCall(record: Buffer, credentials?: RecentCredentials): DecodedCall {
   const end = record.length;
   if (end < 8) return DROP_SHORT;
   const xid = record.readUInt32BE(0);

@@ -1,6 +1,6 @@
 // The contract between the RPC layer (src/rpc, src/transport) and the programs (portmap, mount, nfs3).
 import type { XdrReader, XdrWriter } from './xdr.js';
-import type { LastCredential } from './message.js';
+import type { RecentCredentials } from './message.js';
 
 /** Who is at the other end, as the channel says: never what the peer claims (DESIGN.md). */
 export type Peer =
@@ -116,8 +116,8 @@ export interface ConnectionInfo {
    * when the transport cannot take them (then READ copies its data into the reply as usual).
    */
   readonly spliceFd?: number;
-  /** The connection's last AUTH_SYS credential, decoded (message.ts); absent: every call decodes its own. */
-  readonly credentials?: LastCredential;
+  /** The connection's recent AUTH_SYS credentials, decoded (message.ts); absent: every call decodes its own. */
+  readonly credentials?: RecentCredentials;
 }
 
 /**

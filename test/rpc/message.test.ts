@@ -6,7 +6,7 @@ import {
   encodeAuthError,
   encodeProgMismatch,
   encodeRpcMismatch,
-  LastCredential,
+  RecentCredentials,
   type DecodedCall,
 } from '../../src/rpc/message.js';
 import { XdrWriter } from '../../src/rpc/xdr.js';
@@ -34,8 +34,8 @@ t.test('AUTH_SYS call', async (t) => {
   t.same(sysCall.subarray(d.argsOffset), args);
 });
 
-t.test("a connection's unchanged credential is decoded once, a changed one anew", async (t) => {
-  const last = new LastCredential();
+t.test("a connection's recent credentials are decoded once, a changed one anew", async (t) => {
+  const last = new RecentCredentials();
   const callWith = (uid: number, xid: number) =>
     call({ xid, prog: 100003, vers: 3, proc: 1, cred: authSys({ stamp: 7, machine: 'guest-1', uid, gid: 100, gids: [100, 4] }), args });
   const first = decodeCall(callWith(1000, 1), last);
@@ -66,6 +66,15 @@ t.test("a connection's unchanged credential is decoded once, a changed one anew"
   t.match(refused, { kind: 'auth-error', stat: AuthStat.AUTH_BADCRED });
   const after = decodeCall(callWith(2000, 7), last);
   t.equal(after.kind === 'call' && after.authSys, fromRecord.authSys);
+
+  // Users of one guest interleave on its connection: each of the last four keeps its decoding.
+  const back = decodeCall(callWith(1000, 8), last);
+  t.equal(back.kind === 'call' && back.authSys, first.authSys, 'uid 1000 again, two credentials later');
+  for (const uid of [3000, 3001, 3002]) decodeCall(callWith(uid, 9), last);
+  const evicted = decodeCall(callWith(1001, 10), last);
+  if (evicted.kind !== 'call') return t.fail('not decoded as a call');
+  t.not(evicted.authSys, changed.authSys, 'a fifth credential pushed uid 1001 out: decoded anew');
+  t.match(evicted.authSys, { uid: 1001 });
 });
 
 t.test('AUTH_SYS bounds', async (t) => {
