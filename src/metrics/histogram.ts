@@ -36,6 +36,8 @@ interface Exported<V> {
 export interface FastHistogramOptions {
   name: string;
   help: string;
+  /** The labels of every series, as prom-client's metrics declare them (tools read them from the registry). */
+  labelNames: readonly string[];
   /** Upper bounds, ascending, without +Inf. */
   buckets: readonly number[];
   registers: readonly Registry[];
@@ -44,6 +46,7 @@ export interface FastHistogramOptions {
 export class FastHistogram<L extends Readonly<Record<string, string>>> {
   readonly name: string;
   readonly help: string;
+  readonly labelNames: readonly string[];
   readonly type = 'histogram';
   readonly aggregator = 'sum';
   private readonly bounds: Float64Array;
@@ -54,6 +57,7 @@ export class FastHistogram<L extends Readonly<Record<string, string>>> {
     if (!sorted || options.buckets.length === 0) throw new RangeError(`${options.name}: buckets must be ascending and not empty`);
     this.name = options.name;
     this.help = options.help;
+    this.labelNames = [...options.labelNames];
     this.bounds = Float64Array.from(options.buckets);
     // prom-client's registry takes any object with a name and get() (registerMetric).
     for (const registry of options.registers) registry.registerMetric(this as unknown as Parameters<Registry['registerMetric']>[0]);

@@ -216,6 +216,7 @@ export function createMetrics(sources: MetricsSources = {}): GatewayMetrics {
   const rpcDuration = new FastHistogram<{ program: string; procedure: string }>({
     name: `${METRIC_PREFIX}rpc_request_duration_seconds`,
     help: 'Time from receiving an RPC call to its reply being ready, by program and procedure',
+    labelNames: ['program', 'procedure'],
     buckets: LATENCY_BUCKETS,
     registers,
   });

@@ -10,7 +10,7 @@ t.test('the exposition is the one prom-client gives for the same observations', 
   const theirs = new Registry();
   const help = 'Time from receiving an RPC call to its reply being ready';
   const fast = new FastHistogram<{ program: string; procedure: string }>({
-    name: 'h_seconds', help, buckets: LATENCY_BUCKETS, registers: [ours],
+    name: 'h_seconds', help, labelNames: ['program', 'procedure'], buckets: LATENCY_BUCKETS, registers: [ours],
   });
   const reference = new Histogram({ name: 'h_seconds', help, labelNames: ['program', 'procedure'], buckets: [...LATENCY_BUCKETS], registers: [theirs] });
   const read = { program: 'nfs3', procedure: 'read' };
@@ -24,6 +24,7 @@ t.test('the exposition is the one prom-client gives for the same observations', 
   }
   t.equal(await ours.metrics(), await theirs.metrics());
   t.same(await ours.getMetricsAsJSON(), await theirs.getMetricsAsJSON(), 'and as JSON');
+  t.same(fast.labelNames, reference.labelNames, 'the label names, as tools read them from the registry');
 
   ours.resetMetrics();
   theirs.resetMetrics();
@@ -33,6 +34,6 @@ t.test('the exposition is the one prom-client gives for the same observations', 
 });
 
 t.test('buckets must ascend', async (t) => {
-  t.throws(() => new FastHistogram({ name: 'x', help: 'x', buckets: [0.1, 0.1], registers: [] }), RangeError);
-  t.throws(() => new FastHistogram({ name: 'x', help: 'x', buckets: [], registers: [] }), RangeError);
+  t.throws(() => new FastHistogram({ name: 'x', help: 'x', labelNames: [], buckets: [0.1, 0.1], registers: [] }), RangeError);
+  t.throws(() => new FastHistogram({ name: 'x', help: 'x', labelNames: [], buckets: [], registers: [] }), RangeError);
 });
