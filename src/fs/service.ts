@@ -240,16 +240,12 @@ export interface ShareOpObserver {
 /** By grant (a changed grant is a new object): its anonymous credentials, and those of each AUTH_SYS credential seen. */
 const effectiveCredentials = new WeakMap<Grant, { readonly anon: Uint32Array; readonly bySys: WeakMap<AuthSysParms, Uint32Array> }>();
 
-/** [uid, gid, ...groups] of an AUTH_SYS caller under the grant's squash ('none' or 'root'). */
+/** [uid, gid, ...groups] of an AUTH_SYS caller under the grant's squash ('none' or 'root': 0 becomes the anon id). */
 function squashed(grant: Grant, sys: AuthSysParms): Uint32Array {
-  if (grant.squash === 'root') {
-    const creds = new Uint32Array(2 + sys.gids.length);
-    creds[0] = sys.uid === 0 ? grant.anonUid : sys.uid;
-    creds[1] = sys.gid === 0 ? grant.anonGid : sys.gid;
-    for (let g = 0; g < sys.gids.length; g++) creds[2 + g] = sys.gids[g] === 0 ? grant.anonGid : sys.gids[g]!;
-    return creds;
-  }
-  return Uint32Array.of(sys.uid, sys.gid, ...sys.gids);
+  const root = grant.squash === 'root';
+  const creds = Uint32Array.of(sys.uid, sys.gid, ...sys.gids);
+  if (root) for (let i = 0; i < creds.length; i++) if (creds[i] === 0) creds[i] = i === 0 ? grant.anonUid : grant.anonGid;
+  return creds;
 }
 
 export class ShareFileService implements NfsFileService, MountService {
@@ -361,9 +357,9 @@ export class ShareFileService implements NfsFileService, MountService {
 
   /**
    * The effective credentials after squash (RFC 1813 leaves it to the server; knfsd's rules). The
-   * same array for the same grant and decoded credential (a connection decodes a credential it sent
-   * recently once: rpc/message.ts RecentCredentials): a new one per request was garbage. Nothing writes to it
-   * (the native layer copies it when a call is submitted).
+   * same array for the same grant and decoded credential (a connection decodes a credential it
+   * sent recently once: rpc/message.ts RecentCredentials): a new one per request was garbage.
+   * Nothing writes to it (the native layer copies it when a call is submitted).
    */
   static credentials(grant: Grant, caller: Caller): Uint32Array {
     let known = effectiveCredentials.get(grant);
