@@ -525,8 +525,12 @@ export class ShareFileService implements NfsFileService, MountService {
       .then((outcome) => this.answered(outcome.ok ? outcome.value : { result: fail(Nfs3Status.NFS3ERR_JUKEBOX), share: target.id }, procedure));
   }
 
-  private answered<T extends { status: Nfs3Status }>(answered: Attempted<T>, procedure: NfsShareProcedure | null): T {
-    if (procedure !== null && answered.share !== undefined) this.observeOp(answered.share, procedure, answered.result.status);
+  private answered<T extends { status: Nfs3Status; copyInstead?: boolean }>(answered: Attempted<T>, procedure: NfsShareProcedure | null): T {
+    // A spliced READ that found no pipe is not an answer: the handler reads it again by copy, and
+    // that read is the one counted.
+    if (procedure !== null && answered.share !== undefined && answered.result.copyInstead !== true) {
+      this.observeOp(answered.share, procedure, answered.result.status);
+    }
     return answered.result;
   }
 

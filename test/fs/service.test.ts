@@ -375,3 +375,33 @@ t.test('sattr3 values no backend can take are refused, not thrown', async (t) =>
   t.equal((await service.mkdir(root, rootFh, B('bad-owner'), { ...keep, uid: 0xffffffff })).status, Nfs3Status.NFS3ERR_INVAL, 'MKDIR checks before creating');
   t.notOk((await import('node:fs')).existsSync(path.join(exportsDir, 'alpha', 'bad-owner')));
 });
+
+t.test('a spliced READ that finds no pipe is counted once, by the copying READ that answers', async (t) => {
+  const ops: string[] = [];
+  const bytes: number[] = [];
+  const native = fsBridge();
+  // The pipe quota spent: the addon answers ENOBUFS and the handler falls back to a copy.
+  const noPipes = Object.create(native, {
+    readToPipe: { value: async () => ({ err: os.constants.errno.ENOBUFS, count: 0 }) },
+  }) as typeof native;
+  const counted = new ShareFileService({
+    native: noPipes, grants, backends: { rootOf: () => exportsDir }, codec, logger: pino({ level: 'silent' }),
+    observer: {
+      onOp: (share, procedure, status) => ops.push(`${share} ${procedure} ${status}`),
+      onRead: (_share, n) => bytes.push(n),
+      onWrite: () => undefined,
+    },
+  });
+  t.teardown(() => counted.close());
+  const rootFh = (await counted.mount(root, '/alpha')).handle!;
+  const file = await counted.lookup(root, rootFh, B('a.txt'));
+  ops.length = 0;
+  const spliced = await counted.readToPipe!(root, file.handle!, 0n, 65536);
+  t.equal(spliced.copyInstead, true, 'no pipe: read by copy instead');
+  t.same(ops, [], 'the attempt is not an answer, so it is not counted');
+  const buffer = Buffer.alloc(65536 + 256);
+  const copied = await counted.readInPlace!(root, file.handle!, 0n, 65536, { buffer, offset: 128, attrOffset: 8 });
+  t.equal(copied.count, 11);
+  t.same(ops, [`alpha read ${Nfs3Status.NFS3_OK}`], 'one READ, one count');
+  t.same(bytes, [11]);
+});
