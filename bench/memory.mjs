@@ -31,7 +31,10 @@
 // error is about 0.09 (BENCHMARKS.md). Reports the RSS at the start of the load, after
 // --warmup-seconds, the max, the last, and the least-squares slope (MiB/min, with its standard
 // error) over the samples after the warm-up. Flat when the slope is under --flat-slope MiB/min and the last sample is within
-// max(--flat-pct % of, --flat-mib MiB) of the post-warm-up median. Samples go to --out (default a
+// max(--flat-pct % of, --flat-mib MiB) of the post-warm-up median. The slope of each part of the
+// memory is printed too, not judged: the JS heap, external Buffers, glibc's heap in use, kept free
+// and mapped (manila_gateway_malloc_heap_bytes) and the listing cache, to tell a leak from
+// fragmentation. Samples go to --out (default a
 // new temporary directory) as JSON and CSV. --idle-after-soak: then the idle measurement again, on
 // the soak's daemon once the load has stopped (the RSS a loaded daemon carries into idle time).
 //
@@ -477,6 +480,11 @@ async function soakPart() {
           rec.heap_total_kib = Math.round(metricValue(text, 'manila_gateway_nodejs_heap_size_total_bytes') / 1024);
           rec.external_kib = Math.round(metricValue(text, 'manila_gateway_nodejs_external_memory_bytes') / 1024);
           rec.connections = metricValue(text, 'manila_gateway_connections', '{transport="tcp"}');
+          for (const state of ['in_use', 'free', 'mmapped']) {
+            rec[`malloc_${state}_kib`] = Math.round(metricValue(text, 'manila_gateway_malloc_heap_bytes', `{state="${state}"}`) / 1024);
+          }
+          rec.listing_cache_kib = Math.round(metricValue(text, 'manila_gateway_listing_cache_bytes') / 1024);
+          rec.worker_threads = metricValue(text, 'manila_gateway_worker_threads');
         }, () => {});
       }
       return rec;
@@ -556,7 +564,8 @@ async function soakPart() {
 
     const base = path.join(outDir, 'soak');
     writeFileSync(`${base}.json`, `${JSON.stringify({ command, daemon_pid: server.pid, soak_seconds: SOAK_S, load_seconds: loadSecs, samples, runs }, null, 1)}\n`);
-    const cols = ['t_s', 'rss_kib', 'hwm_kib', 'anon_kib', 'file_kib', 'threads', 'fds', 'heap_used_kib', 'heap_total_kib', 'external_kib', 'connections', 'workloads'];
+    const cols = ['t_s', 'rss_kib', 'hwm_kib', 'anon_kib', 'file_kib', 'threads', 'fds', 'heap_used_kib', 'heap_total_kib', 'external_kib',
+      'malloc_in_use_kib', 'malloc_free_kib', 'malloc_mmapped_kib', 'listing_cache_kib', 'worker_threads', 'connections', 'workloads'];
     writeFileSync(`${base}.csv`, `${cols.join(',')}\n${samples.map((s) => cols.map((c) => s[c] ?? '').join(',')).join('\n')}\n`);
     say(`soak: ${samples.length} samples and ${runs.length} nfsload runs written to ${base}.json and ${base}.csv`);
     say(`soak: RSS start ${fmt(rssM(first), 1)} MiB, after warm-up ${atWarm ? fmt(rssM(atWarm), 1) : 'n/a'} MiB, max ${fmt(rssM(max), 1)} MiB (t=${max.t_s} s), last ${fmt(rssM(last), 1)} MiB; `
@@ -571,6 +580,20 @@ async function soakPart() {
       [P, `RSS slope after ${WARMUP_S} s (least squares, ${post.length} samples)`, `${fmt(slope, 3)} MiB/min (standard error ${fmt(stderr, 3)})`, `slope < ${FLAT_SLOPE} MiB/min`, !enough ? 'n/a' : slopeOk ? 'ok' : 'FAIL'],
       [P, 'RSS flat', '', `slope and last-sample criteria`, flat],
     );
+    // Which part moved, fitted over the same samples: the V8 heap, glibc's heap (allocated, kept
+    // free, mapped on its own), the listing cache. For reading a failed verdict, not judged.
+    const parts = [['JS heap total', 'heap_total_kib'], ['external (Buffers)', 'external_kib'], ['malloc in use', 'malloc_in_use_kib'],
+      ['malloc free (kept)', 'malloc_free_kib'], ['malloc mmapped', 'malloc_mmapped_kib'], ['listing cache', 'listing_cache_kib']];
+    const partSlopes = [];
+    for (const [label, col] of parts) {
+      const points = post.filter((s) => Number.isFinite(s[col])).map((s) => [s.t_s / 60, MiB(s[col])]);
+      if (points.length < 3) continue;
+      const fit = leastSquares(points);
+      const at = median(points.map(([, v]) => v));
+      partSlopes.push(`${label} ${fmt(fit.slope, 3)}`);
+      rows.push([P, `${label}: slope after ${WARMUP_S} s (median ${fmt(at, 1)} MiB)`, `${fmt(fit.slope, 3)} MiB/min (standard error ${fmt(fit.stderr, 3)})`, '', '']);
+    }
+    if (partSlopes.length) say(`soak: slopes by part (MiB/min): ${partSlopes.join(', ')}`);
     for (const w of workloads) {
       const a = byWl.get(w);
       if (!a) { rows.push([P, `${w}`, 'not run', '', '']); continue; }

@@ -4,7 +4,7 @@ import { pino, type Logger } from 'pino';
 import type { GatewayConfig } from './config/load.js';
 import { GrantTable } from './grants/table.js';
 import { guestIdentity } from './grants/types.js';
-import { fsBridge } from './native/fsbridge.js';
+import { fsBridge, type MallocTrim } from './native/fsbridge.js';
 import { HandleCodec, loadHandleSecret } from './fs/handle.js';
 import { ShareFileService } from './fs/service.js';
 import { RpcDispatcher } from './rpc/dispatch.js';
@@ -92,6 +92,7 @@ export async function startGateway(config: GatewayConfig, options: StartOptions 
     for (const grant of removed) backendManager.use(grant.backend, -1);
     for (const grant of added) backendManager.use(grant.backend, +1);
   });
+  let lastTrim: MallocTrim | undefined; // set by the trim timer below
   const metrics = createMetrics({
     version: SOFTWARE_VERSION,
     connectionsByTransport: () => connectionsByTransport(late.rpc?.connections() ?? []),
@@ -105,6 +106,7 @@ export async function startGateway(config: GatewayConfig, options: StartOptions 
     backends: () => backendManager.statuses(),
     workerThreads: () => native.poolStats(),
     listingCache: () => native.listingCacheStats(),
+    mallocHeap: () => lastTrim,
     logger,
   });
   // A share with no grant is reported as "unknown": old handles of revoked shares must not bring
@@ -254,7 +256,10 @@ export async function startGateway(config: GatewayConfig, options: StartOptions 
   // in native-bridges/src/handles.cc says why): RSS follows what is in use, not its history.
   const trimTimer = setInterval(() => {
     native.trimMemory().then(
-      (trim) => logger.debug({ released: trim.released, ms: Math.round(trim.seconds * 1000) }, 'malloc_trim'),
+      (trim) => {
+        lastTrim = trim;
+        logger.debug({ released: trim.released, ms: Math.round(trim.seconds * 1000) }, 'malloc_trim');
+      },
       () => undefined,
     );
   }, TRIM_INTERVAL_MS);

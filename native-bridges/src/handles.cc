@@ -412,24 +412,35 @@ Napi::Value Statfs(const Napi::CallbackInfo& info) {
 // RSS crept up by tens of MiB that were free (a soak here: malloc_trim gave back 29 of 324 MiB).
 // malloc_trim(0) hands free pages inside every arena back to the kernel; it runs on a pool thread,
 // so the event loop waits for no arena lock it takes.
+// After the trim it reads glibc's own totals over every arena (mallinfo2, glibc 2.33): what is
+// allocated and what is free but kept tells a leak (in use grows) from fragmentation (free grows),
+// which the RSS alone cannot. Read here, the walk of the free lists also stays off the event loop.
 struct TrimMemoryOp {
   double seconds = 0;
   bool released = false;
+  struct mallinfo2 heap = {};
 
   void Run() {
     const uint64_t start = MonotonicNs();
     released = malloc_trim(0) == 1;
     seconds = static_cast<double>(MonotonicNs() - start) / 1e9;
+    heap = mallinfo2();
   }
   Napi::Value Build(Napi::Env env) {
     Napi::Object o = Napi::Object::New(env);
     Put(o, "released", Napi::Boolean::New(env, released));
     Put(o, "seconds", Napi::Number::New(env, seconds));
+    Put(o, "arenaBytes", Napi::Number::New(env, static_cast<double>(heap.arena)));
+    Put(o, "inUseBytes", Napi::Number::New(env, static_cast<double>(heap.uordblks)));
+    Put(o, "freeBytes", Napi::Number::New(env, static_cast<double>(heap.fordblks)));
+    Put(o, "mmappedBytes", Napi::Number::New(env, static_cast<double>(heap.hblkhd)));
     return o;
   }
 };
 
 Napi::Value TrimMemory(const Napi::CallbackInfo& info) { return StartOp(info.Env(), TrimMemoryOp()); }
+
+
 
 // ------------------------------------------------------------------------------ beneath
 

@@ -82,6 +82,8 @@ export interface MetricsSources {
   workerThreads?: () => { threads: number; maxThreads: number };
   /** The READDIRPLUS listing cache: replies served from it, listings filled, bytes held. */
   listingCache?: () => { hits: number; fills: number; bytes: number };
+  /** glibc's heap at the last malloc_trim (undefined before the first). */
+  mallocHeap?: () => { inUseBytes: number; freeBytes: number; mmappedBytes: number } | undefined;
   logger?: Logger;
 }
 
@@ -435,6 +437,25 @@ export function createMetrics(sources: MetricsSources = {}): GatewayMetrics {
     scrapeCounter('listing_cache_hits_total', 'READDIRPLUS replies served from the listing cache', () => source().hits);
     scrapeCounter('listing_cache_fills_total', 'Directories read whole into the listing cache', () => source().fills);
     scrapeGauge('listing_cache_bytes', 'Memory the READDIRPLUS listing cache holds', () => source().bytes);
+  }
+  if (sources.mallocHeap) {
+    const source = sources.mallocHeap;
+    // The RSS alone cannot tell a leak from fragmentation: in_use grows with the first, free with
+    // the second (the soak bench records both).
+    new Gauge({
+      name: `${METRIC_PREFIX}malloc_heap_bytes`,
+      help: 'glibc malloc at the last trim (every 10 s), over all arenas: in_use (allocated), free (kept by glibc, not all of it resident), mmapped (large blocks mapped on their own)',
+      labelNames: ['state'] as const,
+      registers,
+      collect() {
+        clear(this);
+        const got = read('malloc_heap_bytes', source);
+        if (!got.ok || !got.value) return;
+        this.set({ state: 'in_use' }, got.value.inUseBytes);
+        this.set({ state: 'free' }, got.value.freeBytes);
+        this.set({ state: 'mmapped' }, got.value.mmappedBytes);
+      },
+    });
   }
   if (sources.grantsFailed) scrapeGauge('grants_failed', 'Grants pushed by the controller that this node could not apply', sources.grantsFailed);
 

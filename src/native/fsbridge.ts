@@ -221,6 +221,20 @@ export interface StatfsResult {
   nameMax?: number;
 }
 
+/** What trimMemory() did, and glibc's heap afterwards (mallinfo2, summed over every arena). */
+export interface MallocTrim {
+  released: boolean;
+  seconds: number;
+  /** Bytes the arenas span (the brk heap and every thread's arena). */
+  arenaBytes: number;
+  /** Allocated from the arenas. */
+  inUseBytes: number;
+  /** Free in the arenas: kept by glibc; after the trim, whole free pages no longer count in the RSS. */
+  freeBytes: number;
+  /** Large blocks mapped on their own (in use). */
+  mmappedBytes: number;
+}
+
 export interface FsBridge {
   /** name_to_handle_at(dirFd, name | "" with AT_EMPTY_PATH, 0): no symlink following. */
   nameToHandle(dirFd: number, name: Buffer | null): Promise<HandleResult>;
@@ -404,8 +418,12 @@ export interface FsBridge {
   poolStats(): { threads: number; maxThreads: number };
   /** The READDIRPLUS listing cache: replies served from it, listings filled, and what it holds now. */
   listingCacheStats(): ListingCacheStats;
-  /** malloc_trim(0) on a pool thread: whether memory went back to the kernel, and how long it took. */
-  trimMemory(): Promise<{ released: boolean; seconds: number }>;
+  /**
+   * malloc_trim(0) on a pool thread: whether memory went back to the kernel, how long it took, and
+   * glibc's totals after it (mallinfo2): arena bytes, in use and free in them, and blocks mapped on
+   * their own.
+   */
+  trimMemory(): Promise<MallocTrim>;
   effectiveCaps(creds: Uint32Array | null): Promise<{ err: number; effective: bigint }>;
   /** Raise RLIMIT_NOFILE's soft limit to its hard limit; returns the new soft limit. */
   raiseFileLimit(): number;

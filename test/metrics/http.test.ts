@@ -136,11 +136,17 @@ t.test('scrape-time gauges follow their sources; process metrics; two registries
     backends: () => backends,
     workerThreads: () => ({ threads: 3, maxThreads: 64 }),
     listingCache: () => listingCache,
+    mallocHeap: () => mallocHeap,
   });
   const other = createMetrics();
+  let mallocHeap: { inUseBytes: number; freeBytes: number; mmappedBytes: number } | undefined;
   let listingCache = { hits: 40, fills: 2, bytes: 4096 };
 
   let s = parseExposition(await metrics.metrics());
+  t.same(series(s, 'manila_gateway_malloc_heap_bytes'), {}, 'no series before the first trim');
+  mallocHeap = { inUseBytes: 3 << 20, freeBytes: 5 << 20, mmappedBytes: 1 << 20 };
+  s = parseExposition(await metrics.metrics());
+  t.same(series(s, 'manila_gateway_malloc_heap_bytes'), { 'state=in_use': 3 << 20, 'state=free': 5 << 20, 'state=mmapped': 1 << 20 });
   t.equal(value(s, 'manila_gateway_worker_threads'), 3);
   t.equal(value(s, 'manila_gateway_worker_threads_max'), 64);
   t.equal(value(s, 'manila_gateway_listing_cache_hits_total'), 40);

@@ -829,3 +829,16 @@ t.test('trimMemory: malloc_trim on a pool thread, after memory was freed', async
   const again = await Promise.all([native.trimMemory(), native.trimMemory()]);
   t.equal(again.length, 2, 'concurrent trims both settle');
 });
+
+t.test('trimMemory: glibc\'s totals after the trim follow what is allocated', async (t) => {
+  const native = fsBridge();
+  const before = await native.trimMemory();
+  for (const k of ['arenaBytes', 'inUseBytes', 'freeBytes', 'mmappedBytes'] as const) t.ok(before[k] >= 0, `${k} ${before[k]}`);
+  t.ok(before.inUseBytes + before.freeBytes <= before.arenaBytes, 'in use and free lie inside the arenas');
+  // 48 MiB in 32 KiB Buffers: below the mmap threshold, so malloc'd from an arena, and held.
+  const held = Array.from({ length: 1536 }, () => Buffer.allocUnsafeSlow(32 << 10).fill(1));
+  const during = await native.trimMemory();
+  t.ok(during.inUseBytes - before.inUseBytes >= 40 << 20,
+    `in use grew ${((during.inUseBytes - before.inUseBytes) / 2 ** 20).toFixed(1)} MiB with 48 MiB held`);
+  t.equal(held.length, 1536);
+});
