@@ -109,20 +109,36 @@ export class RecordReader {
    * Where a socket's next read should go: straight into the record being received when the rest of
    * its last fragment is at least DIRECT_READ_MIN bytes (exactly that rest: the next record's bytes
    * never land in it), else `scratch`. The bytes read into either are reported with filled().
-   * Only once DIRECT_READ_MIN bytes of the record have really arrived: a buffer the size of the
-   * record for a 4-byte record mark alone would let a peer make us hold 1 MiB per connection for
-   * the price of four bytes.
+   * Only once DIRECT_READ_MIN bytes of the record (its record mark included) have really arrived:
+   * a buffer the size of the record for a 4-byte record mark alone would let a peer make us hold
+   * 1 MiB per connection for the price of four bytes.
    */
   readTarget(scratch: Buffer): Buffer {
-    if (this.direct === null) {
+    let direct = this.direct;
+    if (direct === null) {
       if (this.failure !== null || this.state !== FRAGMENT_BODY || !this.lastFragment || this.fragmentRemaining < DIRECT_READ_MIN) return scratch;
-      if (this.recordLength < DIRECT_READ_MIN) return scratch;
-      const total = this.recordLength + this.fragmentRemaining;
-      this.direct = largeBuffers.take(total) ?? Buffer.allocUnsafe(total);
-      this.directFill = putPieces(this.direct, this.pieces);
-      this.pieces = [];
+      if (!this.arrivedEnough(0)) return scratch;
+      direct = this.openDirect();
     }
-    return this.direct.subarray(this.directFill, this.directFill + this.fragmentRemaining);
+    return direct.subarray(this.directFill, this.directFill + this.fragmentRemaining);
+  }
+
+  /**
+   * Whether DIRECT_READ_MIN bytes of the record have arrived with `more` bytes, counting its record
+   * mark: a 64 KiB socket read that starts at a record holds 65532 bytes of it.
+   */
+  private arrivedEnough(more: number): boolean {
+    return this.recordLength + more + RECORD_MARK_SIZE >= DIRECT_READ_MIN;
+  }
+
+  /** The record's own buffer, with what arrived of it so far, to read the rest of its last fragment into. */
+  private openDirect(): Buffer {
+    const total = this.recordLength + this.fragmentRemaining;
+    const direct = largeBuffers.take(total) ?? Buffer.allocUnsafe(total);
+    this.direct = direct;
+    this.directFill = putPieces(direct, this.pieces);
+    this.pieces = [];
+    return direct;
   }
 
   /**
@@ -192,6 +208,15 @@ export class RecordReader {
         this.startFragment(mark);
       } else {
         const take = Math.min(this.fragmentRemaining, length - at);
+        if (reused && this.lastFragment && take < this.fragmentRemaining && this.arrivedEnough(take)) {
+          // The scratch brought DIRECT_READ_MIN bytes of a record with more to come (the first
+          // 64 KiB of a large WRITE): they go straight into the record's own buffer, where the rest
+          // will be read, not into a copy of their own that is copied again (a 64 KiB allocation
+          // per WRITE). The chunk ends here (take < fragmentRemaining).
+          chunk.copy(this.openDirect(), this.directFill, at, at + take);
+          this.filledDirect(take);
+          return;
+        }
         // A whole chunk is kept as is; otherwise a view on the part that belongs to this fragment
         // (a copy, when the chunk's memory is about to be read into again).
         const piece = take === length ? chunk : chunk.subarray(at, at + take);

@@ -166,9 +166,9 @@ t.test('push is refused while a record is read into its own buffer; filledDirect
   const whole = record(Buffer.alloc(DIRECT_READ_MIN * 3));
   reader.pushReused(whole.subarray(0, 4));
   t.equal(reader.readTarget(scratch), scratch, 'a record mark alone takes no buffer for the record it announces');
-  reader.pushReused(whole.subarray(4, DIRECT_READ_MIN));
-  t.equal(reader.readTarget(scratch), scratch, 'nor do fewer than DIRECT_READ_MIN bytes of it');
-  reader.pushReused(whole.subarray(DIRECT_READ_MIN, DIRECT_READ_MIN + 4));
+  reader.pushReused(whole.subarray(4, DIRECT_READ_MIN - 1));
+  t.equal(reader.readTarget(scratch), scratch, 'nor do fewer than DIRECT_READ_MIN bytes of it, its mark counted');
+  reader.pushReused(whole.subarray(DIRECT_READ_MIN - 1, DIRECT_READ_MIN + 4));
   const target = reader.readTarget(scratch);
   t.equal(target.length, DIRECT_READ_MIN * 2, 'then exactly the rest of the record');
   t.throws(() => reader.push(Buffer.alloc(1)), RangeError);
@@ -197,4 +197,30 @@ t.test('bytes that reach the scratch while a record is read straight in go into 
   partial.discard();
   t.equal(largeBuffers.freeCount, before + 1, 'the partly read record buffer is back in the pool');
   t.ok(target.buffer.byteLength >= body.length);
+});
+
+t.test('the first scratch read of a large record goes straight into its own buffer, not into a copy', async (t) => {
+  // A 1 MiB WRITE arriving in 64 KiB socket reads: its first read lands in the scratch. Once that
+  // brought DIRECT_READ_MIN bytes, they are copied into the record's pooled buffer at once (a copy
+  // of their own was a 64 KiB allocation per WRITE), and the next read targets that buffer.
+  for (const size of [1024 * 1024, DIRECT_READ_MIN + 40_000]) {
+    const body = Buffer.alloc(size);
+    for (let i = 0; i < body.length; i++) body[i] = (i * 13) & 0xff;
+    const whole = record(body);
+    const seen: Buffer[] = [];
+    const reader = new RecordReader((r) => seen.push(r));
+    const scratch = Buffer.alloc(DIRECT_READ_MIN);
+    whole.copy(scratch, 0, 0, scratch.length);
+    reader.pushReused(scratch);
+    scratch.fill(0xee);
+    const target = reader.readTarget(scratch);
+    t.not(target, scratch, `${size}: the second read goes into the record's buffer`);
+    t.equal(target.length, whole.length - DIRECT_READ_MIN, 'exactly the rest of it');
+    t.equal(reader.bufferedBytes, DIRECT_READ_MIN - 4);
+    whole.copy(target, 0, DIRECT_READ_MIN);
+    reader.filledDirect(target.length);
+    t.equal(seen.length, 1);
+    t.ok(seen[0]!.equals(body), 'the record intact');
+    t.equal(seen[0]!.buffer, target.buffer, 'handed out in the buffer it was read into');
+  }
 });
