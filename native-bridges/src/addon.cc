@@ -12,6 +12,7 @@ AddonData* GetAddonData(Napi::Env env) { return env.GetInstanceData<AddonData>()
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitDaemonCreds();
+  TuneMalloc();
   env.SetInstanceData<AddonData>(new AddonData());  // deleted by Node with the environment
   if (!InitStatBuilder(env)) return exports;         // exception pending: the require fails
   if (!InitPool(env)) return exports;

@@ -234,6 +234,8 @@ AddonData* GetAddonData(Napi::Env env);
 // ---------------------------------------------------------------- exports of each file
 
 void InitHandles(Napi::Env env, Napi::Object exports);
+/** Sets glibc malloc's fixed mmap threshold (handles.cc says why); before any buffer is pooled. */
+void TuneMalloc();
 void InitIo(Napi::Env env, Napi::Object exports);
 void InitFsOps(Napi::Env env, Napi::Object exports);
 void InitReaddir(Napi::Env env, Napi::Object exports);

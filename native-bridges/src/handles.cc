@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 
 #include "common.h"
@@ -440,7 +441,21 @@ struct TrimMemoryOp {
 
 Napi::Value TrimMemory(const Napi::CallbackInfo& info) { return StartOp(info.Env(), TrimMemoryOp()); }
 
+}  // namespace
 
+// The message buffers (src/rpc/buffers.ts: 68 KiB and 1.06 MiB, pooled and let go when idle) get
+// mappings of their own instead of arena space. glibc raises its mmap threshold to the size of any
+// mapped block freed, so after the first pooled buffer was let go the rest were carved from the
+// arenas among small allocations of every lifetime: in a 30-minute mixed soak the arenas' free
+// space grew 34 -> 77 MiB (+1 MiB/min) with what was in use flat. A fixed threshold also stops
+// that raise. The pool reuses its buffers, so the mmap per new buffer is rare. An operator's
+// MALLOC_MMAP_THRESHOLD_ (glibc's own variable) is left to rule.
+void TuneMalloc() {
+  constexpr int kOwnMappingFrom = 64 * 1024;
+  if (std::getenv("MALLOC_MMAP_THRESHOLD_") == nullptr) mallopt(M_MMAP_THRESHOLD, kOwnMappingFrom);
+}
+
+namespace {
 
 // ------------------------------------------------------------------------------ beneath
 

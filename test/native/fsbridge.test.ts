@@ -842,3 +842,40 @@ t.test('trimMemory: glibc\'s totals after the trim follow what is allocated', as
     `in use grew ${((during.inUseBytes - before.inUseBytes) / 2 ** 20).toFixed(1)} MiB with 48 MiB held`);
   t.equal(held.length, 1536);
 });
+
+// The pooled message buffers (68 KiB and 1.06 MiB) are mapped on their own, even after one of
+// that size was freed (glibc's dynamic threshold would rise to it). A plain node child that loads
+// only the addon: glibc serves even a large request from an arena's free space when it has some,
+// and the TypeScript loader of this process leaves plenty.
+const heldBuffers = `
+  const native = require(process.argv[1]);
+  (async () => {
+    const before = await native.trimMemory();
+    let held = [Buffer.allocUnsafeSlow(1114112)];
+    held = null;
+    await new Promise((r) => setTimeout(r, 10));
+    globalThis.gc();
+    held = Array.from({ length: 64 }, () => Buffer.allocUnsafeSlow(68 << 10).fill(1));
+    const during = await native.trimMemory();
+    console.log(JSON.stringify({ mapped: during.mmappedBytes - before.mmappedBytes, inUse: during.inUseBytes - before.inUseBytes, n: held.length }));
+  })();
+`;
+async function heldBuffersIn(env: NodeJS.ProcessEnv): Promise<{ mapped: number; inUse: number; n: number }> {
+  const { execFile } = await import('node:child_process');
+  const addon = new URL('../../native-bridges/build/Release/manila_native.node', import.meta.url).pathname;
+  const out = await new Promise<string>((resolve, reject) =>
+    execFile(process.execPath, ['--expose-gc', '-e', heldBuffers, addon], { env }, (err, stdout) => (err ? reject(err) : resolve(stdout))),
+  );
+  return JSON.parse(out.trim().split('\n').pop()!);
+}
+
+t.test('TuneMalloc: message buffers get mappings of their own; MALLOC_MMAP_THRESHOLD_ overrides', async (t) => {
+  const size = 64 * (68 << 10);
+  const env = { ...process.env };
+  delete env.MALLOC_MMAP_THRESHOLD_; // (a key set to undefined would reach the child as "undefined")
+  const tuned = await heldBuffersIn(env);
+  t.ok(tuned.mapped >= size, `4.25 MiB held in 68 KiB buffers: ${(tuned.mapped / 2 ** 20).toFixed(2)} MiB mapped on their own`);
+  t.ok(tuned.inUse < size / 2, `and ${(tuned.inUse / 2 ** 20).toFixed(2)} MiB more in use in the arenas`);
+  const operator = await heldBuffersIn({ ...env, MALLOC_MMAP_THRESHOLD_: String(4 << 20) });
+  t.ok(operator.inUse >= size * 0.9, `with the operator's 4 MiB threshold they come from the arenas (${(operator.inUse / 2 ** 20).toFixed(2)} MiB)`);
+});
