@@ -107,8 +107,9 @@ export class RecordReader {
 
   /**
    * Where a socket's next read should go: straight into the record being received when the rest of
-   * its last fragment is at least DIRECT_READ_MIN bytes (exactly that rest: the next record's bytes
-   * never land in it), else `scratch`. The bytes read into either are reported with filled().
+   * its last fragment is at least DIRECT_READ_MIN bytes, or whatever its rest once a scratch read
+   * already opened the record's buffer (feed) (exactly that rest: the next record's bytes never land
+   * in it), else `scratch`. The bytes read into either are reported with filled().
    * Only once DIRECT_READ_MIN bytes of the record (its record mark included) have really arrived:
    * a buffer the size of the record for a 4-byte record mark alone would let a peer make us hold
    * 1 MiB per connection for the price of four bytes.
