@@ -33,8 +33,9 @@
 // error) over the samples after the warm-up. Flat when the slope is under --flat-slope MiB/min and the last sample is within
 // max(--flat-pct % of, --flat-mib MiB) of the post-warm-up median. The slope of each part of the
 // memory is printed too, not judged: the JS heap, external Buffers, glibc's heap in use, kept free
-// and mapped (manila_gateway_malloc_heap_bytes) and the listing cache, to tell a leak from
-// fragmentation. Samples go to --out (default a
+// and mapped (manila_gateway_malloc_heap_bytes), the listing cache, and the pooled message buffers
+// not yet collected (manila_gateway_message_buffers), to tell a leak from fragmentation and a pool
+// that holds more from garbage that waits for the collector. Samples go to --out (default a
 // new temporary directory) as JSON and CSV. --idle-after-soak: then the idle measurement again, on
 // the soak's daemon once the load has stopped (the RSS a loaded daemon carries into idle time).
 //
@@ -485,6 +486,16 @@ async function soakPart() {
           }
           rec.listing_cache_kib = Math.round(metricValue(text, 'manila_gateway_listing_cache_bytes') / 1024);
           rec.worker_threads = metricValue(text, 'manila_gateway_worker_threads');
+          // The message buffer pool: live (not yet collected) against free tells garbage waiting
+          // for a mark-compact from a pool that holds more.
+          let pooledLive = 0;
+          for (const [sizeClass, bytes] of [['medium', MEDIUM_BUFFER_BYTES], ['large', LARGE_BUFFER_BYTES]]) {
+            for (const state of ['live', 'free']) {
+              rec[`${sizeClass}_${state}`] = metricValue(text, 'manila_gateway_message_buffers', `{size_class="${sizeClass}",state="${state}"}`);
+            }
+            pooledLive += rec[`${sizeClass}_live`] * bytes;
+          }
+          rec.pooled_live_kib = Math.round(pooledLive / 1024);
         }, () => {});
       }
       return rec;
@@ -565,7 +576,8 @@ async function soakPart() {
     const base = path.join(outDir, 'soak');
     writeFileSync(`${base}.json`, `${JSON.stringify({ command, daemon_pid: server.pid, soak_seconds: SOAK_S, load_seconds: loadSecs, samples, runs }, null, 1)}\n`);
     const cols = ['t_s', 'rss_kib', 'hwm_kib', 'anon_kib', 'file_kib', 'threads', 'fds', 'heap_used_kib', 'heap_total_kib', 'external_kib',
-      'malloc_in_use_kib', 'malloc_free_kib', 'malloc_mmapped_kib', 'listing_cache_kib', 'worker_threads', 'connections', 'workloads'];
+      'malloc_in_use_kib', 'malloc_free_kib', 'malloc_mmapped_kib', 'listing_cache_kib', 'worker_threads',
+      'medium_live', 'medium_free', 'large_live', 'large_free', 'pooled_live_kib', 'connections', 'workloads'];
     writeFileSync(`${base}.csv`, `${cols.join(',')}\n${samples.map((s) => cols.map((c) => s[c] ?? '').join(',')).join('\n')}\n`);
     say(`soak: ${samples.length} samples and ${runs.length} nfsload runs written to ${base}.json and ${base}.csv`);
     say(`soak: RSS start ${fmt(rssM(first), 1)} MiB, after warm-up ${atWarm ? fmt(rssM(atWarm), 1) : 'n/a'} MiB, max ${fmt(rssM(max), 1)} MiB (t=${max.t_s} s), last ${fmt(rssM(last), 1)} MiB; `
@@ -583,7 +595,8 @@ async function soakPart() {
     // Which part moved, fitted over the same samples: the V8 heap, glibc's heap (allocated, kept
     // free, mapped on its own), the listing cache. For reading a failed verdict, not judged.
     const parts = [['JS heap total', 'heap_total_kib'], ['external (Buffers)', 'external_kib'], ['malloc in use', 'malloc_in_use_kib'],
-      ['malloc free (kept)', 'malloc_free_kib'], ['malloc mmapped', 'malloc_mmapped_kib'], ['listing cache', 'listing_cache_kib']];
+      ['malloc free (kept)', 'malloc_free_kib'], ['malloc mmapped', 'malloc_mmapped_kib'], ['listing cache', 'listing_cache_kib'],
+      ['pooled buffers live', 'pooled_live_kib']];
     const partSlopes = [];
     for (const [label, col] of parts) {
       const points = post.filter((s) => Number.isFinite(s[col])).map((s) => [s.t_s / 60, MiB(s[col])]);
@@ -607,6 +620,8 @@ async function soakPart() {
 // ---- main ----------------------------------------------------------------------------------------------
 
 if (!existsSync(path.join(root, 'dist', 'cli.js'))) fail('dist/ is missing: build the daemon first (npm run build)');
+// The pool's size classes, to turn its buffer counts into bytes.
+const { MEDIUM_BUFFER_SIZE: MEDIUM_BUFFER_BYTES, LARGE_BUFFER_SIZE: LARGE_BUFFER_BYTES } = await import('../dist/rpc/buffers.js');
 say(`command: ${command}`);
 say(`host: ${os.cpus().length} cpu(s), ${fmt(os.totalmem() / 1048576)} MiB RAM, node ${process.version}; work dir ${dir}; results in ${outDir}`);
 try {

@@ -9,6 +9,7 @@ import { HandleCodec, loadHandleSecret } from './fs/handle.js';
 import { ShareFileService } from './fs/service.js';
 import { RpcDispatcher } from './rpc/dispatch.js';
 import { RpcServer } from './rpc/server.js';
+import { largeBuffers } from './rpc/buffers.js';
 import { createPortmapProgram } from './portmap/program.js';
 import { createMountProgram } from './mount/program.js';
 import { createNfsProgram } from './nfs3/program.js';
@@ -107,6 +108,7 @@ export async function startGateway(config: GatewayConfig, options: StartOptions 
     workerThreads: () => native.poolStats(),
     listingCache: () => native.listingCacheStats(),
     mallocHeap: () => lastTrim,
+    messageBuffers: () => largeBuffers.stats(),
     logger,
   });
   // A share with no grant is reported as "unknown": old handles of revoked shares must not bring

@@ -23,6 +23,7 @@ import type { Logger } from 'pino';
 import type { CallInfo } from '../rpc/dispatch.js';
 import type { Peer } from '../rpc/types.js';
 import type { NfsShareProcedure, ShareOpObserver } from '../fs/service.js';
+import type { MessageBufferStats } from '../rpc/buffers.js';
 import { Nfs3Status } from '../nfs3/types.js';
 import { SOFTWARE_VERSION } from '../version.js';
 import { BACKEND_STATES } from '../backends/manager.js';
@@ -84,6 +85,8 @@ export interface MetricsSources {
   listingCache?: () => { hits: number; fills: number; bytes: number };
   /** glibc's heap at the last malloc_trim (undefined before the first). */
   mallocHeap?: () => { inUseBytes: number; freeBytes: number; mmappedBytes: number } | undefined;
+  /** The pool of large message buffers (READ replies, WRITE records): counts per size class. */
+  messageBuffers?: () => MessageBufferStats;
   logger?: Logger;
 }
 
@@ -416,26 +419,34 @@ export function createMetrics(sources: MetricsSources = {}): GatewayMetrics {
     scrapeGauge('worker_threads', 'Threads the native worker pool runs now (guests\' filesystem operations run on them)', () => source().threads);
     scrapeGauge('worker_threads_max', 'The most threads the native worker pool may start (MANILA_POOL_THREADS)', () => source().maxThreads);
   }
+  // A source that counts up; the counter takes the difference since the last scrape. `value` gives
+  // each label set's count (the label sets are fixed by the caller, so they stay bounded).
+  const scrapeCounter = <L extends string>(name: string, help: string, labelNames: readonly L[], value: () => ReadonlyArray<readonly [Partial<Record<L, string>>, number]>): void => {
+    const seen = new Map<string, number>();
+    new Counter({
+      name: `${METRIC_PREFIX}${name}`,
+      help,
+      labelNames,
+      registers,
+      collect() {
+        const got = read(name, value);
+        if (!got.ok) return;
+        for (const [labels, count] of got.value) {
+          const key = JSON.stringify(labels);
+          const before = seen.get(key);
+          // The first scrape exports every label set, zeros included (rate() needs the start).
+          if (before === undefined || count > before) {
+            this.inc(labels, Math.max(0, count - (before ?? 0)));
+            seen.set(key, Math.max(count, before ?? 0));
+          }
+        }
+      },
+    });
+  };
   if (sources.listingCache) {
     const source = sources.listingCache;
-    // The addon counts; a counter takes the difference since the last scrape.
-    const scrapeCounter = (name: string, help: string, value: () => number): void => {
-      let seen = 0;
-      new Counter({
-        name: `${METRIC_PREFIX}${name}`,
-        help,
-        registers,
-        collect() {
-          const got = read(name, value);
-          if (got.ok && got.value > seen) {
-            this.inc(got.value - seen);
-            seen = got.value;
-          }
-        },
-      });
-    };
-    scrapeCounter('listing_cache_hits_total', 'READDIRPLUS replies served from the listing cache', () => source().hits);
-    scrapeCounter('listing_cache_fills_total', 'Directories read whole into the listing cache', () => source().fills);
+    scrapeCounter('listing_cache_hits_total', 'READDIRPLUS replies served from the listing cache', [], () => [[{}, source().hits]]);
+    scrapeCounter('listing_cache_fills_total', 'Directories read whole into the listing cache', [], () => [[{}, source().fills]]);
     scrapeGauge('listing_cache_bytes', 'Memory the READDIRPLUS listing cache holds', () => source().bytes);
   }
   if (sources.mallocHeap) {
@@ -456,6 +467,38 @@ export function createMetrics(sources: MetricsSources = {}): GatewayMetrics {
         this.set({ state: 'mmapped' }, got.value.mmappedBytes);
       },
     });
+  }
+  if (sources.messageBuffers) {
+    const source = sources.messageBuffers;
+    const classes = ['medium', 'large'] as const;
+    // live against free tells garbage waiting for the collector (or a pool holding too much) from
+    // growth elsewhere in the external memory (the soak bench records both).
+    new Gauge({
+      name: `${METRIC_PREFIX}message_buffers`,
+      help: 'Pooled message buffers (medium: 68 KiB, large: 1.06 MiB) by state: free (in the pool), live (made and not yet freed by the garbage collector: in use, free, or garbage)',
+      labelNames: ['size_class', 'state'] as const,
+      registers,
+      collect() {
+        clear(this);
+        const got = read('message_buffers', source);
+        if (!got.ok) return;
+        for (const c of classes) {
+          this.set({ size_class: c, state: 'free' }, got.value[c].free);
+          this.set({ size_class: c, state: 'live' }, got.value[c].live);
+        }
+      },
+    });
+    scrapeCounter('message_buffers_made_total', 'Pooled message buffers allocated (the steady state makes none)', ['size_class'],
+      () => {
+        const stats = source();
+        return classes.map((c) => [{ size_class: c }, stats[c].made] as const);
+      });
+    const reasons = ['full', 'pinned', 'idle'] as const;
+    scrapeCounter('message_buffers_dropped_total', 'Message buffers let go to the garbage collector: given back to a full pool, given back while a native call still used them, or idle in the pool', ['size_class', 'reason'],
+      () => {
+        const stats = source();
+        return classes.flatMap((c) => reasons.map((r) => [{ size_class: c, reason: r }, stats[c].dropped[r]] as const));
+      });
   }
   if (sources.grantsFailed) scrapeGauge('grants_failed', 'Grants pushed by the controller that this node could not apply', sources.grantsFailed);
 

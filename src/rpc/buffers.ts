@@ -27,10 +27,34 @@ export interface LargeBufferPoolOptions {
   idleMs?: number;
 }
 
+/** What one size class of the pool has done (exported as manila_gateway_message_buffers*). */
+export interface MessageBufferClassStats {
+  /** Buffers made, ever. */
+  made: number;
+  /**
+   * Made and not yet freed by the garbage collector: in use, free in the pool, or garbage waiting
+   * for a collection. Against `free` it tells a pool that holds too much from garbage that waits.
+   */
+  live: number;
+  /** In the free list now. */
+  free: number;
+  /** Let go, by why: given back to a full free list, given back while pinned, or idle in the free list. */
+  dropped: { full: number; pinned: number; idle: number };
+}
+
+export interface MessageBufferStats {
+  medium: MessageBufferClassStats;
+  large: MessageBufferClassStats;
+}
+
 interface SizeClass {
   readonly size: number;
   readonly maxFree: number;
   readonly free: PooledMemory[];
+  made: number;
+  /** Buffers of this class the garbage collector has freed. */
+  collected: number;
+  readonly dropped: { full: number; pinned: number; idle: number };
 }
 
 /**
@@ -55,13 +79,14 @@ export class LargeBufferPool {
   private readonly idleMs: number;
   private lastTake = 0;
   private trimTimer: NodeJS.Timeout | null = null;
+  // Runs only for buffers made, which the steady state does not do: free of cost per request.
+  private readonly collections = new FinalizationRegistry<SizeClass>((sizeClass) => sizeClass.collected++);
 
   constructor(options: LargeBufferPoolOptions = {}) {
     const maxFree = options.maxFree ?? 32;
-    this.classes = [
-      { size: MEDIUM_BUFFER_SIZE, maxFree: maxFree * 8, free: [] },
-      { size: LARGE_BUFFER_SIZE, maxFree, free: [] },
-    ];
+    const sizeClass = (size: number, classMaxFree: number): SizeClass =>
+      ({ size, maxFree: classMaxFree, free: [], made: 0, collected: 0, dropped: { full: 0, pinned: 0, idle: 0 } });
+    this.classes = [sizeClass(MEDIUM_BUFFER_SIZE, maxFree * 8), sizeClass(LARGE_BUFFER_SIZE, maxFree)];
     this.idleMs = options.idleMs ?? 30_000;
   }
 
@@ -70,6 +95,13 @@ export class LargeBufferPool {
     let count = 0;
     for (const c of this.classes) count += c.free.length;
     return count;
+  }
+
+  /** Counts per size class, read at scrape time. */
+  stats(): MessageBufferStats {
+    const of = (c: SizeClass): MessageBufferClassStats =>
+      ({ made: c.made, live: c.made - c.collected, free: c.free.length, dropped: { ...c.dropped } });
+    return { medium: of(this.classes[0]!), large: of(this.classes[1]!) };
   }
 
   /**
@@ -87,6 +119,8 @@ export class LargeBufferPool {
     }
     const made = Buffer.allocUnsafeSlow(sizeClass.size);
     this.ours.set(made.buffer, { whole: made, sizeClass, pins: 0, free: false });
+    sizeClass.made++;
+    this.collections.register(made.buffer, sizeClass);
     return made;
   }
 
@@ -95,9 +129,16 @@ export class LargeBufferPool {
     const entry = this.ours.get(view.buffer);
     // Pinned: a native call still uses it (past a JUKEBOX); the garbage collector frees it later.
     // Already free: a view handed back twice must not enter the free list twice.
-    if (entry === undefined || entry.pins > 0 || entry.free) return;
+    if (entry === undefined || entry.free) return;
+    if (entry.pins > 0) {
+      entry.sizeClass.dropped.pinned++;
+      return;
+    }
     const free = entry.sizeClass.free;
-    if (free.length >= entry.sizeClass.maxFree) return;
+    if (free.length >= entry.sizeClass.maxFree) {
+      entry.sizeClass.dropped.full++;
+      return;
+    }
     entry.free = true;
     free.push(entry);
     this.armTrim();
@@ -158,6 +199,7 @@ export class LargeBufferPool {
     if (Date.now() - this.lastTake >= this.idleMs) {
       for (const c of this.classes) {
         for (const entry of c.free) entry.free = false;
+        c.dropped.idle += c.free.length;
         c.free.length = 0;
       }
     }

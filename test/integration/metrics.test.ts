@@ -50,4 +50,11 @@ t.test('exact counts after known traffic', async (t) => {
   t.equal(value(samples, 'manila_gateway_written_bytes_total', { share: 'm' }), size, `written_bytes_total = ${size}`);
   t.equal(value(samples, 'manila_gateway_read_bytes_total', { share: 'm' }), size, `read_bytes_total = ${size}`);
   t.ok(value(samples, 'manila_gateway_connections_accepted_total', { transport: 'tcp' }) >= 3, 'accepted connections counted');
+  // The READ replies and WRITE records of the copies came from the message buffer pool.
+  t.ok(value(samples, 'manila_gateway_message_buffers_made_total', {}) >= 1, 'pooled message buffers made');
+  for (const sizeClass of ['medium', 'large']) {
+    const live = value(samples, 'manila_gateway_message_buffers', { size_class: sizeClass, state: 'live' });
+    const free = value(samples, 'manila_gateway_message_buffers', { size_class: sizeClass, state: 'free' });
+    t.ok(live >= free, `${sizeClass}: ${live} live, ${free} of them free`);
+  }
 });

@@ -137,8 +137,14 @@ t.test('scrape-time gauges follow their sources; process metrics; two registries
     workerThreads: () => ({ threads: 3, maxThreads: 64 }),
     listingCache: () => listingCache,
     mallocHeap: () => mallocHeap,
+    messageBuffers: () => messageBuffers,
   });
   const other = createMetrics();
+  const none = { full: 0, pinned: 0, idle: 0 };
+  let messageBuffers = {
+    medium: { made: 20, live: 12, free: 5, dropped: none },
+    large: { made: 7, live: 7, free: 2, dropped: { full: 3, pinned: 1, idle: 0 } },
+  };
   let mallocHeap: { inUseBytes: number; freeBytes: number; mmappedBytes: number } | undefined;
   let listingCache = { hits: 40, fills: 2, bytes: 4096 };
 
@@ -157,6 +163,24 @@ t.test('scrape-time gauges follow their sources; process metrics; two registries
   t.equal(value(s, 'manila_gateway_listing_cache_hits_total'), 45, 'the counter follows the addon\'s count');
   t.equal(value(s, 'manila_gateway_listing_cache_fills_total'), 3);
   t.equal(value(s, 'manila_gateway_listing_cache_bytes'), 0);
+  t.same(series(s, 'manila_gateway_message_buffers'), {
+    'size_class=medium,state=free': 5, 'size_class=medium,state=live': 12, 'size_class=large,state=free': 2, 'size_class=large,state=live': 7,
+  });
+  t.same(series(s, 'manila_gateway_message_buffers_made_total'), { 'size_class=medium': 20, 'size_class=large': 7 });
+  t.same(series(s, 'manila_gateway_message_buffers_dropped_total'), {
+    'reason=full,size_class=medium': 0, 'reason=pinned,size_class=medium': 0, 'reason=idle,size_class=medium': 0,
+    'reason=full,size_class=large': 3, 'reason=pinned,size_class=large': 1, 'reason=idle,size_class=large': 0,
+  });
+  messageBuffers = {
+    medium: { made: 20, live: 4, free: 0, dropped: { full: 0, pinned: 0, idle: 5 } },
+    large: { made: 9, live: 8, free: 0, dropped: { full: 3, pinned: 1, idle: 2 } },
+  };
+  s = parseExposition(await metrics.metrics());
+  t.equal(value(s, 'manila_gateway_message_buffers', { size_class: 'medium', state: 'live' }), 4, 'live follows the collector');
+  t.equal(value(s, 'manila_gateway_message_buffers_made_total', { size_class: 'large' }), 9, 'the counters follow the pool\'s counts');
+  t.equal(value(s, 'manila_gateway_message_buffers_dropped_total', { size_class: 'medium', reason: 'idle' }), 5);
+  t.equal(value(s, 'manila_gateway_message_buffers_dropped_total', { size_class: 'large', reason: 'idle' }), 2);
+  t.equal(value(s, 'manila_gateway_message_buffers_dropped_total', { size_class: 'large', reason: 'full' }), 3);
   t.same(series(s, 'manila_gateway_connections'), { 'transport=tcp': 2, 'transport=vsock': 0, 'transport=hybrid_vsock': 1 });
   t.same(series(s, 'manila_gateway_grants'), { 'source=static': 3, 'source=controller': 10 });
   t.equal(value(s, 'manila_gateway_grants_failed'), 2);

@@ -1,4 +1,6 @@
 import t, { type Test } from 'tap';
+import v8 from 'node:v8';
+import vm from 'node:vm';
 import { LARGE_BUFFER_MIN, LARGE_BUFFER_SIZE, MEDIUM_BUFFER_SIZE, LargeBufferPool, largeBuffers } from '../../src/rpc/buffers.js';
 import { XdrWriter } from '../../src/rpc/xdr.js';
 import { RecordReader } from '../../src/rpc/record.js';
@@ -74,6 +76,44 @@ t.test('the free list is bounded and let go when idle', async (t) => {
   t.equal(pool.freeCount, 2);
   await new Promise((resolve) => setTimeout(resolve, 150));
   t.equal(pool.freeCount, 0);
+});
+
+t.test('stats: buffers made, free, let go by reason, and live until the garbage collector frees them', async (t) => {
+  v8.setFlagsFromString('--expose-gc');
+  const gc = vm.runInNewContext('gc') as () => void;
+  const pool = new LargeBufferPool({ maxFree: 1, idleMs: 1000 }); // long enough for the collections below
+  // In a function of its own: an async test's locals live on across its awaits, and the buffers
+  // must have no reference left but the pool's once it returns.
+  ((): void => {
+    const [a, pinned, full, medium] = [pool.take(LARGE_BUFFER_SIZE)!, pool.take(LARGE_BUFFER_SIZE)!, pool.take(LARGE_BUFFER_SIZE)!, pool.take(4096)!];
+    pool.pin(pinned);
+    pool.give(pinned); // a native call still uses it: let go
+    pool.give(a);
+    pool.give(full); // the free list holds one large buffer
+    pool.give(a); // twice: not counted again
+    pool.give(Buffer.allocUnsafeSlow(LARGE_BUFFER_SIZE)); // not the pool's: not counted
+    pool.unpin(pinned);
+    t.equal(medium.length, MEDIUM_BUFFER_SIZE);
+  })();
+  t.same(pool.stats(), {
+    medium: { made: 1, live: 1, free: 0, dropped: { full: 0, pinned: 0, idle: 0 } },
+    large: { made: 3, live: 3, free: 1, dropped: { full: 1, pinned: 1, idle: 0 } },
+  });
+
+  // Only the pool's free list holds a buffer now: live falls to what it holds.
+  const collected = async (want: { medium: number; large: number }): Promise<void> => {
+    for (let i = 0; i < 100; i++) {
+      gc();
+      await new Promise((resolve) => setTimeout(resolve, 10)); // finalizers run as tasks after a collection
+      const s = pool.stats();
+      if (s.medium.live === want.medium && s.large.live === want.large) return;
+    }
+  };
+  await collected({ medium: 0, large: 1 });
+  t.match(pool.stats(), { medium: { made: 1, live: 0, free: 0 }, large: { made: 3, live: 1, free: 1 } }, 'garbage collected; the free buffer lives on');
+  await new Promise((resolve) => setTimeout(resolve, 1100)); // idle: the free list is let go
+  await collected({ medium: 0, large: 0 });
+  t.same(pool.stats().large, { made: 3, live: 0, free: 0, dropped: { full: 1, pinned: 1, idle: 1 } });
 });
 
 t.test('XDR writers grow into pooled buffers; large records are gathered into one', async (t) => {
