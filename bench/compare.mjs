@@ -225,7 +225,9 @@ function runLoad(server, workload, round) {
     child.stdout.on('data', (c) => { out += c; });
     child.stderr.on('data', (c) => { err += c; });
     const limit = setTimeout(() => child.kill('SIGKILL'), (Number(opts.seconds) + Number(opts.warmup) + 120) * 1000);
-    child.on('exit', (code, signal) => {
+    // 'close', not 'exit': the result line may still sit in the stdout pipe when the process has
+    // exited (a soak lost one run's output that way).
+    child.on('close', (code, signal) => {
       clearTimeout(limit);
       const wall = (performance.now() - t0) / 1000;
       const cpu = cpuSeconds(server.pid) - cpu0;

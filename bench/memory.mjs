@@ -442,7 +442,9 @@ function runLoad(server, workload, seconds, stream) {
     child.stdout.on('data', (c) => { out += c; });
     child.stderr.on('data', (c) => { err += c; });
     const limit = setTimeout(() => child.kill('SIGKILL'), (seconds + 120) * 1000);
-    child.on('exit', (code, signal) => {
+    // 'close', not 'exit': the result line may still sit in the stdout pipe when the process has
+    // exited (a soak lost one run's output that way).
+    child.on('close', (code, signal) => {
       clearTimeout(limit);
       let rec;
       try { rec = JSON.parse(out.trim().split('\n').pop()); } catch {
