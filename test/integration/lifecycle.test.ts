@@ -98,5 +98,6 @@ t.test('notify, watchdog, reload without dropping connections, drain on SIGTERM'
   const exited = await d.exited;
   t.equal(exited.code, 0, 'SIGTERM: clean exit');
   t.ok(receiver.messages.includes('STOPPING=1'), 'STOPPING=1 sent');
-  t.ok(d.jsonLogs().some((l) => l.msg === 'drained'), 'connections drained');
+  // The last lines may still sit in the pipe when 'exit' fires: wait for them.
+  t.ok(await until('drained logged', () => d.jsonLogs().some((l) => l.msg === 'drained')), 'connections drained');
 });
