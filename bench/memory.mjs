@@ -595,7 +595,8 @@ async function soakPart() {
       [P, 'RSS flat', '', `slope and last-sample criteria`, flat],
     );
     // Which part moved, fitted over the same samples: the V8 heap, glibc's heap (allocated, kept
-    // free, mapped on its own), the listing cache. For reading a failed verdict, not judged.
+    // free, mapped on its own), the listing cache, the pooled buffers alive. For reading a failed
+    // verdict, not judged.
     const parts = [['JS heap total', 'heap_total_kib'], ['external (Buffers)', 'external_kib'], ['malloc in use', 'malloc_in_use_kib'],
       ['malloc free (kept)', 'malloc_free_kib'], ['malloc mmapped', 'malloc_mmapped_kib'], ['listing cache', 'listing_cache_kib'],
       ['pooled buffers live', 'pooled_live_kib']];
