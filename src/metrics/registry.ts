@@ -30,6 +30,9 @@ import { BACKEND_STATES } from '../backends/manager.js';
 
 export const METRIC_PREFIX = 'manila_gateway_';
 
+/** A scrape-time source's series: each label set with its value. */
+type LabelledValues<L extends string> = ReadonlyArray<readonly [Partial<Record<L, string>>, number]>;
+
 /** Latency buckets in seconds: 20 µs (a cached GETATTR) to 5 s (a hung backend shows as +Inf). */
 export const LATENCY_BUCKETS: readonly number[] = [
   0.00002, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5,
@@ -414,14 +417,27 @@ export function createMetrics(sources: MetricsSources = {}): GatewayMetrics {
       },
     });
   };
-  if (sources.workerThreads) {
-    const source = sources.workerThreads;
-    scrapeGauge('worker_threads', 'Threads the native worker pool runs now (guests\' filesystem operations run on them)', () => source().threads);
-    scrapeGauge('worker_threads_max', 'The most threads the native worker pool may start (MANILA_POOL_THREADS)', () => source().maxThreads);
-  }
+  /**
+   * A labelled gauge refilled at scrape time with the label sets `value` gives (the label sets are
+   * fixed by the caller, so they stay bounded); absent while the read fails.
+   */
+  const scrapeGaugeSets = <L extends string>(name: string, help: string, labelNames: readonly L[], value: () => LabelledValues<L>): void => {
+    new Gauge({
+      name: `${METRIC_PREFIX}${name}`,
+      help,
+      labelNames,
+      registers,
+      collect() {
+        clear(this);
+        const got = read(name, value);
+        if (!got.ok) return;
+        for (const [labels, n] of got.value) this.set(labels, n);
+      },
+    });
+  };
   // A source that counts up; the counter takes the difference since the last scrape. `value` gives
   // each label set's count (the label sets are fixed by the caller, so they stay bounded).
-  const scrapeCounter = <L extends string>(name: string, help: string, labelNames: readonly L[], value: () => ReadonlyArray<readonly [Partial<Record<L, string>>, number]>): void => {
+  const scrapeCounter = <L extends string>(name: string, help: string, labelNames: readonly L[], value: () => LabelledValues<L>): void => {
     const seen = new Map<string, number>();
     new Counter({
       name: `${METRIC_PREFIX}${name}`,
@@ -443,6 +459,11 @@ export function createMetrics(sources: MetricsSources = {}): GatewayMetrics {
       },
     });
   };
+  if (sources.workerThreads) {
+    const source = sources.workerThreads;
+    scrapeGauge('worker_threads', 'Threads the native worker pool runs now (guests\' filesystem operations run on them)', () => source().threads);
+    scrapeGauge('worker_threads_max', 'The most threads the native worker pool may start (MANILA_POOL_THREADS)', () => source().maxThreads);
+  }
   if (sources.listingCache) {
     const source = sources.listingCache;
     scrapeCounter('listing_cache_hits_total', 'READDIRPLUS replies served from the listing cache', [], () => [[{}, source().hits]]);
@@ -453,19 +474,9 @@ export function createMetrics(sources: MetricsSources = {}): GatewayMetrics {
     const source = sources.mallocHeap;
     // The RSS alone cannot tell a leak from fragmentation: in_use grows with the first, free with
     // the second (the soak bench records both).
-    new Gauge({
-      name: `${METRIC_PREFIX}malloc_heap_bytes`,
-      help: 'glibc malloc at the last trim (every 10 s), over all arenas: in_use (allocated), free (kept by glibc, not all of it resident), mmapped (large blocks mapped on their own)',
-      labelNames: ['state'] as const,
-      registers,
-      collect() {
-        clear(this);
-        const got = read('malloc_heap_bytes', source);
-        if (!got.ok || !got.value) return;
-        this.set({ state: 'in_use' }, got.value.inUseBytes);
-        this.set({ state: 'free' }, got.value.freeBytes);
-        this.set({ state: 'mmapped' }, got.value.mmappedBytes);
-      },
+    scrapeGaugeSets('malloc_heap_bytes', 'glibc malloc at the last trim (every 10 s), over all arenas: in_use (allocated), free (kept by glibc, not all of it resident), mmapped (large blocks mapped on their own)', ['state'], () => {
+      const heap = source();
+      return heap ? [[{ state: 'in_use' }, heap.inUseBytes], [{ state: 'free' }, heap.freeBytes], [{ state: 'mmapped' }, heap.mmappedBytes]] : [];
     });
   }
   if (sources.messageBuffers) {
@@ -473,20 +484,9 @@ export function createMetrics(sources: MetricsSources = {}): GatewayMetrics {
     const classes = ['medium', 'large'] as const;
     // live against free tells garbage waiting for the collector (or a pool holding too much) from
     // growth elsewhere in the external memory (the soak bench records both).
-    new Gauge({
-      name: `${METRIC_PREFIX}message_buffers`,
-      help: 'Pooled message buffers (medium: 68 KiB, large: 1.06 MiB) by state: free (in the pool), live (made and not yet freed by the garbage collector: in use, free, or garbage)',
-      labelNames: ['size_class', 'state'] as const,
-      registers,
-      collect() {
-        clear(this);
-        const got = read('message_buffers', source);
-        if (!got.ok) return;
-        for (const c of classes) {
-          this.set({ size_class: c, state: 'free' }, got.value[c].free);
-          this.set({ size_class: c, state: 'live' }, got.value[c].live);
-        }
-      },
+    scrapeGaugeSets('message_buffers', 'Pooled message buffers (medium: 68 KiB, large: 1.06 MiB) by state: free (in the pool), live (made and not yet freed by the garbage collector: in use, free, or garbage)', ['size_class', 'state'], () => {
+      const stats = source();
+      return classes.flatMap((c) => [[{ size_class: c, state: 'free' }, stats[c].free], [{ size_class: c, state: 'live' }, stats[c].live]] as const);
     });
     scrapeCounter('message_buffers_made_total', 'Pooled message buffers allocated (the steady state makes none)', ['size_class'],
       () => {
@@ -561,44 +561,12 @@ export function createMetrics(sources: MetricsSources = {}): GatewayMetrics {
       backendIds.add(backend.id);
       backendTimeouts.inc({ backend: backend.id }, 0);
     }
-    new Gauge({
-      name: `${METRIC_PREFIX}backend_state`,
-      help: '1 for the state a backend is in (idle, mounting, ready, unavailable, hung), else 0, by backend id',
-      labelNames: ['backend', 'state'] as const,
-      registers,
-      collect() {
-        clear(this);
-        const got = read('backend_state', source);
-        if (!got.ok) return;
-        for (const backend of got.value) {
-          for (const state of BACKEND_STATES) this.set({ backend: backend.id, state }, backend.state === state ? 1 : 0);
-        }
-      },
-    });
-    new Gauge({
-      name: `${METRIC_PREFIX}backend_ops_in_flight`,
-      help: 'Operations running on a backend now, including those already answered JUKEBOX and still stuck in it, by backend id',
-      labelNames: ['backend'] as const,
-      registers,
-      collect() {
-        clear(this);
-        const got = read('backend_ops_in_flight', source);
-        if (!got.ok) return;
-        for (const backend of got.value) this.set({ backend: backend.id }, backend.inflight ?? 0);
-      },
-    });
-    new Gauge({
-      name: `${METRIC_PREFIX}backend_up`,
-      help: '1 when a backend is healthy (mounted and answering, or idle: not needed and not mounted), else 0, by backend id and type',
-      labelNames: ['backend', 'type'] as const,
-      registers,
-      collect() {
-        clear(this);
-        const got = read('backend_up', source);
-        if (!got.ok) return;
-        for (const backend of got.value) this.set({ backend: backend.id, type: backend.type }, backend.up ? 1 : 0);
-      },
-    });
+    scrapeGaugeSets('backend_state', '1 for the state a backend is in (idle, mounting, ready, unavailable, hung), else 0, by backend id', ['backend', 'state'],
+      () => source().flatMap((backend) => BACKEND_STATES.map((state) => [{ backend: backend.id, state }, backend.state === state ? 1 : 0] as const)));
+    scrapeGaugeSets('backend_ops_in_flight', 'Operations running on a backend now, including those already answered JUKEBOX and still stuck in it, by backend id', ['backend'],
+      () => source().map((backend) => [{ backend: backend.id }, backend.inflight ?? 0] as const));
+    scrapeGaugeSets('backend_up', '1 when a backend is healthy (mounted and answering, or idle: not needed and not mounted), else 0, by backend id and type', ['backend', 'type'],
+      () => source().map((backend) => [{ backend: backend.id, type: backend.type }, backend.up ? 1 : 0] as const));
   }
 
   // ---- build ----------------------------------------------------------------------------------
