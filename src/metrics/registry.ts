@@ -23,7 +23,7 @@ import type { Logger } from 'pino';
 import type { CallInfo } from '../rpc/dispatch.js';
 import type { Peer } from '../rpc/types.js';
 import type { NfsShareProcedure, ShareOpObserver } from '../fs/service.js';
-import type { MessageBufferStats } from '../rpc/buffers.js';
+import { DROP_REASONS, type MessageBufferStats } from '../rpc/buffers.js';
 import { Nfs3Status } from '../nfs3/types.js';
 import { SOFTWARE_VERSION } from '../version.js';
 import { BACKEND_STATES } from '../backends/manager.js';
@@ -493,11 +493,10 @@ export function createMetrics(sources: MetricsSources = {}): GatewayMetrics {
         const stats = source();
         return classes.map((c) => [{ size_class: c }, stats[c].made] as const);
       });
-    const reasons = ['full', 'pinned', 'idle'] as const;
     scrapeCounter('message_buffers_dropped_total', 'Message buffers let go to the garbage collector: given back to a full pool, given back while a native call still used them, or idle in the pool', ['size_class', 'reason'],
       () => {
         const stats = source();
-        return classes.flatMap((c) => reasons.map((r) => [{ size_class: c, reason: r }, stats[c].dropped[r]] as const));
+        return classes.flatMap((c) => DROP_REASONS.map((r) => [{ size_class: c, reason: r }, stats[c].dropped[r]] as const));
       });
   }
   if (sources.grantsFailed) scrapeGauge('grants_failed', 'Grants pushed by the controller that this node could not apply', sources.grantsFailed);

@@ -27,6 +27,13 @@ export interface LargeBufferPoolOptions {
   idleMs?: number;
 }
 
+/**
+ * Why a buffer was let go: given back to a full free list, given back while pinned, or idle in the
+ * free list.
+ */
+export const DROP_REASONS = ['full', 'pinned', 'idle'] as const;
+export type DropCounts = Record<(typeof DROP_REASONS)[number], number>;
+
 /** What one size class of the pool has done (exported as manila_gateway_message_buffers*). */
 export interface MessageBufferClassStats {
   /** Buffers made, ever. */
@@ -38,8 +45,8 @@ export interface MessageBufferClassStats {
   live: number;
   /** In the free list now. */
   free: number;
-  /** Let go, by why: given back to a full free list, given back while pinned, or idle in the free list. */
-  dropped: { full: number; pinned: number; idle: number };
+  /** Let go, by why (DROP_REASONS). */
+  dropped: DropCounts;
 }
 
 export interface MessageBufferStats {
@@ -54,7 +61,7 @@ interface SizeClass {
   made: number;
   /** Buffers of this class the garbage collector has freed. */
   collected: number;
-  readonly dropped: { full: number; pinned: number; idle: number };
+  readonly dropped: DropCounts;
 }
 
 /**
